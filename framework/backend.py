@@ -1,0 +1,56 @@
+"""The backend protocol: which Lightning accelerator, strategy, precision and devices a run uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+class Backend:
+    """Hardware settings for a run, turned into Lightning ``Trainer`` arguments.
+
+    ``compile=True`` wraps the model in ``torch.compile`` before training.
+    """
+
+    name = "backend"
+
+    def __init__(
+        self,
+        accelerator: str = "cpu",
+        devices: int | str = 1,
+        strategy: str = "auto",
+        precision: str = "32-true",
+        compile: bool = False,
+        num_nodes: int = 1,
+    ) -> None:
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
+        self.compile = compile
+        self.num_nodes = num_nodes
+
+    def resolve(self) -> "Backend":
+        """The concrete backend to use on this machine (``auto`` picks one); raises if unusable."""
+        return self
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "strategy": self.strategy,
+            "precision": self.precision,
+            "num_nodes": self.num_nodes,
+        }
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        if not self.compile:
+            return model
+        import torch
+
+        return torch.compile(model)
+
+    def describe(self) -> str:
+        extra = ", compiled" if self.compile else ""
+        return f"{self.name} ({self.accelerator} x{self.devices}, {self.precision}{extra})"

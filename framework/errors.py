@@ -1,0 +1,51 @@
+"""The one error type for bad user input, rendered as a single line naming setting, value and rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed.
+
+    ``str(error)`` is one line: ``optimizer.lr=-0.1: must be >= 0``.
+    """
+
+    def __init__(self, setting: str, value: Any, allowed: str) -> None:
+        self.setting, self.value, self.allowed = setting, value, allowed
+        super().__init__(f"{setting}={value!r}: {allowed}")
+
+
+def require(condition: bool, setting: str, value: Any, allowed: str) -> None:
+    """Raise :class:`ConfigError` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(setting, value, allowed)
+
+
+def check_nonnegative(setting: str, value: float) -> float:
+    require(isinstance(value, (int, float)) and value >= 0, setting, value, "must be a number >= 0")
+    return float(value)
+
+
+def check_positive(setting: str, value: float) -> float:
+    require(isinstance(value, (int, float)) and value > 0, setting, value, "must be a number > 0")
+    return float(value)
+
+
+def check_unit_interval(setting: str, value: float) -> float:
+    """A decay rate such as a momentum or a beta: 0 <= value < 1."""
+    require(isinstance(value, (int, float)) and 0 <= value < 1, setting, value, "must be in [0, 1)")
+    return float(value)
+
+
+def check_betas(setting: str, values: Any) -> tuple[float, ...]:
+    values = tuple(values)
+    for i, beta in enumerate(values):
+        check_unit_interval(f"{setting}[{i}]", beta)
+    return values
+
+
+def check_count(setting: str, value: Any, minimum: int = 1) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    require(ok, setting, value, f"must be an integer >= {minimum}")
+    return int(value)

@@ -1,0 +1,34 @@
+"""Parameter partitions that solvers build their parameter groups from."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and kernels (ndim >= 2); none on biases, norms and other vectors."""
+    params = trainable(model)
+    decay = [p for _, p in params if p.ndim >= 2]
+    no_decay = [p for _, p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def hidden_matrices(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+    """(2-D hidden weight matrices, everything else) for Muon-style methods.
+
+    Embeddings (``nn.Embedding``) and any parameter shared with one (a tied output head) go to the
+    second list, with 1-D parameters; so do modules a problem marks with ``optbench_not_hidden = True``.
+    """
+    excluded: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or getattr(module, "optbench_not_hidden", False):
+            excluded.update(id(p) for p in module.parameters())
+    hidden, rest = [], []
+    for _, p in trainable(model):
+        (hidden if p.ndim == 2 and id(p) not in excluded else rest).append(p)
+    return hidden, rest

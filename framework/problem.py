@@ -1,0 +1,110 @@
+"""The problem protocol: a model, its data, its loss, a validation metric and a target value.
+
+A problem also says how to sample targets from the model's own outputs (``likelihood``), which
+curvature estimators such as SophiaG's Gauss-Newton-Bartlett pass need: categorical for language
+models and classifiers, Bernoulli for a single logit, Gaussian for regression.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from framework.errors import check_count, require
+
+Likelihood = Literal["categorical", "bernoulli", "gaussian"]
+
+
+@dataclass
+class Forward:
+    """A forward pass: the mean loss, the raw outputs (logits or predictions) and the item count."""
+
+    loss: Tensor
+    outputs: Tensor
+    items: int
+
+
+def sampled_loss(outputs: Tensor, likelihood: Likelihood) -> Tensor:
+    """Loss of ``outputs`` against targets drawn from the model's predictive distribution.
+
+    The targets are sampled without gradient; the loss is the mean negative log-likelihood, so its
+    gradient is the Gauss-Newton-Bartlett sample that SophiaG squares.
+    """
+    if likelihood == "categorical":
+        logits = outputs.reshape(-1, outputs.shape[-1]).float()
+        with torch.no_grad():
+            targets = torch.distributions.Categorical(logits=logits).sample()
+        return F.cross_entropy(logits, targets)
+    if likelihood == "bernoulli":
+        logits = outputs.float()
+        with torch.no_grad():
+            targets = torch.bernoulli(torch.sigmoid(logits))
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    if likelihood == "gaussian":
+        predictions = outputs.float()
+        with torch.no_grad():
+            targets = predictions + torch.randn_like(predictions)
+        return 0.5 * ((predictions - targets) ** 2).sum(-1).mean()
+    raise ValueError(f"unknown likelihood {likelihood!r}")
+
+
+class Problem(ABC):
+    """A workload on which optimizers are compared.
+
+    Subclasses build ``self.model`` in ``__init__`` and implement the data loaders and
+    :meth:`forward`. ``metric`` names the validation metric (logged as ``val/<metric>``) whose
+    ``target`` value defines time-to-target; ``item_unit`` says what a batch item is
+    (``samples`` or ``tokens``).
+    """
+
+    metric: str = "loss"
+    metric_mode: Literal["min", "max"] = "min"
+    item_unit: str = "samples"
+    likelihood: Likelihood = "categorical"
+
+    def __init__(self, batch_size: int | None, target: float | None = None, val_batch_size: int | None = None) -> None:
+        self.batch_size = None if batch_size is None else check_count("model.batch_size", batch_size)
+        self.val_batch_size = val_batch_size
+        self.target = target
+        self.model: nn.Module
+
+    @abstractmethod
+    def train_loader(self, seed: int) -> DataLoader:
+        """Training batches, shuffled deterministically from ``seed``."""
+
+    @abstractmethod
+    def val_loader(self) -> DataLoader:
+        """Validation batches, in a fixed order."""
+
+    @abstractmethod
+    def forward(self, model: nn.Module, batch: Any) -> Forward:
+        """The training loss of ``model`` on ``batch``."""
+
+    def sampled_loss(self, out: Forward) -> Tensor:
+        """Loss against targets sampled from ``out.outputs`` (see :func:`sampled_loss`)."""
+        return sampled_loss(out.outputs, self.likelihood)
+
+    def validation_metrics(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """Metrics on one validation batch, averaged by the loop; must include ``self.metric``."""
+        return {"loss": self.forward(model, batch).loss}
+
+    def items_per_batch(self) -> int:
+        """Samples or tokens in one training batch."""
+        return self.batch_size or 0
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def flops_per_item(self) -> float:
+        """Training FLOPs (forward + backward) per sample or token; 6N unless the model knows better."""
+        return 6.0 * self.num_parameters()
+
+    def check_target(self) -> None:
+        if self.target is not None:
+            require(isinstance(self.target, (int, float)), "model.target", self.target, "must be a number or null")

@@ -1,0 +1,113 @@
+"""Discovers plugins from installed package metadata and collects their config entries.
+
+Each entry point of the group ``optbench.plugins`` is loaded on its own: one that fails to import, or
+whose hook raises, is recorded as broken with its reason and the others keep working. ``strict=True``
+turns the first failure into an exception. No state is global: build as many registries as you like.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import EntryPoint, entry_points
+from typing import Iterable
+
+import pluggy
+
+from framework import ENTRY_POINT_GROUP
+from framework import hookspecs
+from framework.entries import ConfigEntry, Listed
+
+
+class PluginError(RuntimeError):
+    """Raised in strict mode when a plugin cannot be loaded or its hook fails."""
+
+
+def _package_of(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "?"
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _target_problem(entry: ConfigEntry) -> str | None:
+    """Why ``entry``'s ``_target_`` cannot be imported, checked without importing it; None if fine."""
+    target = entry.target
+    if not target:
+        return "no _target_ in its config"
+    module = target.rpartition(".")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as error:
+        return f"_target_ {target}: {_reason(error)}"
+    return None if spec is not None else f"_target_ {target}: module {module} not found"
+
+
+class Registry:
+    """The installed solver, problem and backend plugins.
+
+    ``entries(group)`` yields what a config group may select; ``listing()`` shows everything,
+    broken plugins included.
+    """
+
+    def __init__(
+        self,
+        group: str = ENTRY_POINT_GROUP,
+        strict: bool = False,
+        points: Iterable[EntryPoint] | None = None,
+    ) -> None:
+        self.strict = strict
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self._listed: list[Listed] = []
+        self._packages: dict[str, str] = {}
+        for ep in sorted(points if points is not None else entry_points(group=group), key=lambda e: e.name):
+            self._load(ep)
+        for hook_name, config_group in hookspecs.GROUPS.items():
+            self._collect(hook_name, config_group)
+
+    def _fail(self, listed: Listed, error: BaseException) -> None:
+        listed.status = f"broken: {_reason(error)}"
+        self._listed.append(listed)
+        if self.strict:
+            raise PluginError(f"plugin {listed.plugin!r} ({listed.package}): {listed.status}") from error
+
+    def _load(self, ep: EntryPoint) -> None:
+        package = _package_of(ep)
+        try:
+            self.manager.register(ep.load(), name=ep.name)
+            self._packages[ep.name] = package
+        except Exception as error:  # a plugin's import may raise anything
+            self._fail(Listed(group="plugin", name=ep.name, plugin=ep.name, package=package), error)
+
+    def _collect(self, hook_name: str, config_group: str) -> None:
+        hook = getattr(self.manager.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            plugin = impl.plugin_name
+            package = self._packages.get(plugin, "?")
+            try:
+                entries = list(impl.function())
+            except Exception as error:
+                self._fail(Listed(group=config_group, name="*", plugin=plugin, package=package), error)
+                continue
+            for entry in entries:
+                listed = Listed(config_group, entry.name, plugin, package, entry=entry)
+                problem = _target_problem(entry)
+                if problem is not None:
+                    self._fail(listed, PluginError(problem))
+                    continue
+                self._listed.append(listed)
+
+    def listing(self) -> list[Listed]:
+        """Every entry and every broken plugin, in group then name order."""
+        order = {group: i for i, group in enumerate([*hookspecs.GROUPS.values(), "plugin"])}
+        return sorted(self._listed, key=lambda item: (order.get(item.group, 99), item.name, item.plugin))
+
+    def entries(self, group: str) -> list[ConfigEntry]:
+        """The usable options of one config group (``optimizer``, ``model`` or ``backend``)."""
+        return [item.entry for item in self.listing() if item.group == group and item.ok and item.entry]
+
+    @property
+    def broken(self) -> list[Listed]:
+        return [item for item in self._listed if not item.ok]

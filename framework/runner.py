@@ -1,0 +1,124 @@
+"""Builds a run from a composed config and trains it under Lightning; writes the run's results."""
+
+from __future__ import annotations
+
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+import framework
+from framework.backend import Backend
+from framework.errors import ConfigError, check_count
+from framework.estimate import warn_if_slow
+from framework.problem import Problem
+from framework.results import MetricHistory, write_summary
+from framework.solver import Solver
+from framework.task import TrainingTask
+
+
+def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets a :class:`ConfigError` through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(group, OmegaConf.select(node, "_target_"), str(error).splitlines()[0]) from error
+
+
+def _choices(cfg: DictConfig) -> dict[str, str]:
+    names = OmegaConf.select(cfg, "names", default=None) or {}
+    return {k: str(v) for k, v in names.items()}
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    """The per-step CSV in the run directory, plus the configured logger (W&B by default)."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if cfg.get("logger") and cfg.logger.get("_target_"):
+        loggers.append(build(cfg.logger, "logger", save_dir=str(run_dir)))
+    return loggers
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train ``cfg.model`` with ``cfg.optimizer`` on ``cfg.backend``; return the written summary.
+
+    Bad settings raise :class:`ConfigError` before anything is written to ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    max_steps = check_count("trainer.max_steps", cfg.trainer.max_steps)
+    solver: Solver = build(cfg.optimizer, "optimizer")
+    backend: Backend = build(cfg.backend, "backend").resolve()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    problem: Problem = build(cfg.model, "model")
+    problem.check_target()
+
+    problem.model = backend.prepare(problem.model)
+    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"))
+    history = MetricHistory(problem.metric, problem.metric_mode, problem.target)
+    loggers = build_loggers(cfg, run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    trainer_args = {
+        "max_epochs": -1,
+        "check_val_every_n_epoch": None,
+        "num_sanity_val_steps": 0,
+        "enable_checkpointing": False,
+        "default_root_dir": str(run_dir),
+        **backend.trainer_kwargs(),
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+    }
+    trainer = pl.Trainer(logger=loggers, callbacks=[history], **trainer_args)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    warn_if_slow(problem, backend, max_steps)
+
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    status, error = "failed", None
+    train_loader, val_loader = problem.train_loader(cfg.seed), problem.val_loader()
+    try:
+        trainer.validate(task, dataloaders=val_loader, verbose=False)
+        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        if task.last_val_step != trainer.global_step:
+            trainer.validate(task, dataloaders=val_loader, verbose=False)
+        status = "interrupted" if trainer.interrupted else "completed"
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        for logger in loggers:
+            logger.finalize(status if status != "completed" else "success")
+        summary = {
+            "status": status,
+            "error": error,
+            "names": _choices(cfg),
+            "metric": history.summary(),
+            "steps": trainer.global_step,
+            "items": {"unit": problem.item_unit, "count": task.totals.items},
+            "costs": task.totals.as_dict(),
+            "state_bytes": solver.state_bytes(),
+            "parameters": problem.num_parameters(),
+            "wall_clock_s": {"train": history.train_seconds, "total": time.perf_counter() - clock},
+            "started_at": started.isoformat(),
+            "backend": backend.describe(),
+            "seed": cfg.seed,
+            "versions": {
+                "optbench": framework.__version__,
+                "torch": torch.__version__,
+                "pytorch_lightning": pl.__version__,
+                "python": platform.python_version(),
+            },
+            "config": resolved,
+        }
+        write_summary(run_dir, summary)
+    return summary

@@ -1,0 +1,181 @@
+"""The solver protocol: one interface through which every optimizer runs under Lightning.
+
+A :class:`Solver` builds one torch optimizer for the model and, at each training step, asks the loop
+for what it needs through a :class:`StepContext`: a plain forward-backward, a closure that re-evaluates
+the loss many times (L-BFGS), a backward that keeps the graph for Hessian-vector products (AdaHessian),
+or an extra pass with targets sampled from the model's own outputs (SophiaG). The context counts every
+pass, so no solver can spend compute that the results do not show. Gradient clipping is the loop's job
+(``ctx.clip_gradients()``), so fused optimizers under bf16 work as well as any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from framework.costs import Costs
+from framework.errors import check_nonnegative
+
+if TYPE_CHECKING:
+    from framework.problem import Forward
+    from framework.task import TrainingTask
+
+
+class StepContext:
+    """What a solver may ask of the training loop during one step; counts everything it is asked."""
+
+    def __init__(self, task: "TrainingTask", batch: Any, step: int) -> None:
+        self.task = task
+        self.batch = batch
+        self.step = step
+        self.costs = Costs()
+        self.grad_norm: Tensor | None = None
+        self._flops_per_item = task.problem.flops_per_item()
+        self._items_counted = False
+        self._last_items = 0
+
+    @property
+    def model(self) -> nn.Module:
+        return self.task.model
+
+    @property
+    def world_size(self) -> int:
+        return self.task.trainer.world_size if self.task._trainer is not None else 1
+
+    def parameters(self) -> list[Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _forward(self, targets: str = "data") -> "Forward":
+        out = self.task.problem.forward(self.model, self.batch)
+        self.costs.forward += 1
+        self.costs.flops += self._flops_per_item / 3 * out.items  # a forward is 1/3 of forward+backward
+        self._last_items = out.items
+        if targets == "data" and not self._items_counted:
+            self.costs.items += out.items
+            self._items_counted = True
+        return out
+
+    def backward(self, loss: Tensor, create_graph: bool = False, items: int = 0) -> None:
+        """Backward through Lightning (precision plugins, strategies), counted."""
+        self.task.manual_backward(loss, create_graph=create_graph)
+        self.costs.backward += 1
+        self.costs.graph_backward += int(create_graph)
+        self.costs.flops += 2 * self._flops_per_item / 3 * items
+
+    def forward_backward(self, create_graph: bool = False) -> Tensor:
+        """Loss on the batch and its gradient in ``p.grad``; ``create_graph`` keeps it differentiable."""
+        with _math_attention() if create_graph else contextlib.nullcontext():
+            out = self._forward()
+            self.backward(out.loss, create_graph=create_graph, items=out.items)
+        return out.loss.detach()
+
+    def closure(self) -> Callable[[], Tensor]:
+        """A closure for optimizers that re-evaluate the loss (L-BFGS): zero grads, forward, backward."""
+
+        def evaluate() -> Tensor:
+            with torch.enable_grad():
+                self.zero_grad()
+                return self.forward_backward()
+
+        return evaluate
+
+    def sampled_forward_backward(self) -> int:
+        """Backward of the loss against targets sampled from the model's own predictions.
+
+        This is the Gauss-Newton-Bartlett pass of SophiaG: its squared gradient estimates the diagonal of
+        the Gauss-Newton matrix. Returns the global number of samples or tokens behind that gradient
+        (all ranks), which is the batch-size scale the estimator needs.
+        """
+        out = self._forward(targets="sampled")
+        loss = self.task.problem.sampled_loss(out)
+        self.backward(loss, items=out.items)
+        self.costs.curvature += 1
+        return out.items * self.world_size
+
+    def hvp(self, grads: list[Tensor], vectors: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
+        """Hessian-vector products ``H v`` from gradients built with ``create_graph=True``."""
+        products = torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=False)
+        self.costs.hvp += 1
+        self.costs.flops += self._flops_per_item * self._last_items  # about one more forward+backward
+        return products
+
+    def clip_gradients(self) -> None:
+        """Clip the global gradient norm to the run's ``grad_clip`` (no-op when unset); record the norm."""
+        max_norm = self.task.grad_clip
+        if max_norm:
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
+
+    def optimizer_step(self, closure: Callable[[], Tensor] | None = None) -> Any:
+        """Step the solver's optimizer through Lightning (counts the global step, handles precision)."""
+        return self.task.optimizers().step(closure=closure)
+
+    def zero_grad(self) -> None:
+        self.task.solver.optimizer.zero_grad(set_to_none=True)
+
+
+@contextlib.contextmanager
+def _math_attention() -> Iterator[None]:
+    """Double backward needs SDPA's math kernel: the flash kernel has no second derivative."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+class Solver(ABC):
+    """A training algorithm: builds one torch optimizer and decides what each step asks of the loop.
+
+    Subclasses implement :meth:`build`; first-order methods need nothing else. Methods that need
+    more override :meth:`step` and use the :class:`StepContext`. Every piece of state a solver keeps
+    outside its torch optimizer belongs in :meth:`state_dict`, so that runs resume exactly.
+    """
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        self.lr = check_nonnegative("optimizer.lr", lr)
+        self.weight_decay = check_nonnegative("optimizer.weight_decay", weight_decay)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    @abstractmethod
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Create the torch optimizer for ``model`` (one optimizer; combine partitions inside it)."""
+
+    def setup(self, model: nn.Module) -> torch.optim.Optimizer:
+        self.optimizer = self.build(model)
+        return self.optimizer
+
+    def step(self, ctx: StepContext) -> Tensor:
+        """One training step; the default is forward, backward, clip, optimizer step."""
+        loss = ctx.forward_backward()
+        ctx.clip_gradients()
+        ctx.optimizer_step()
+        ctx.zero_grad()
+        return loss
+
+    def train_mode(self) -> None:
+        """Called before training resumes after validation (schedule-free methods swap weights)."""
+
+    def eval_mode(self) -> None:
+        """Called before validation."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Solver state beyond the torch optimizer's (which Lightning checkpoints itself)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def state_bytes(self) -> int:
+        """Memory held by the optimizer's state tensors, in bytes."""
+        if self.optimizer is None:
+            return 0
+        return sum(
+            value.numel() * value.element_size()
+            for state in self.optimizer.state.values()
+            for value in state.values()
+            if isinstance(value, Tensor)
+        )
+

@@ -1,0 +1,1 @@
+"""Built-in plugins of optbench, registered through the ``optbench.plugins`` entry points like any other."""

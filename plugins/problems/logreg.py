@@ -1,0 +1,16 @@
+"""Logistic regression (binary or multinomial) on a scikit-learn table; convex, so optima are exact."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from plugins.problems.tabular import TabularClassification
+
+
+class LogisticRegression(TabularClassification):
+    """One linear layer: a single logit for two classes, one logit per class otherwise."""
+
+    def __init__(self, dataset: str = "breast_cancer", batch_size: int | None = 64, val_fraction: float = 0.2,
+                 l2: float = 1e-3, target: float | None = None) -> None:
+        super().__init__(dataset, batch_size, val_fraction, l2, target)
+        self.model = nn.Linear(self.num_features, self.num_outputs)

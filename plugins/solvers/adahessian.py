@@ -1,0 +1,128 @@
+"""AdaHessian (Yao et al. 2021): Adam whose second moment is a Hutchinson estimate of diag(H)^2.
+
+On curvature steps (every ``k``; the paper uses every step) the loop keeps the backward graph, one
+Hessian-vector product with a Rademacher vector ``z`` gives ``D = |z * Hz|``, averaged over the spatial
+dimensions of 4-D convolution kernels, and ``v = b2*v + (1-b2)*D*D``. Each step:
+``p -= lr * (m_hat / (sqrt(v_hat)^power + eps) + weight_decay * p)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from framework.errors import check_betas, check_count, check_positive, require
+from framework.partitions import trainable
+from framework.solver import Solver, StepContext
+
+
+def rademacher_like(p: Tensor) -> Tensor:
+    """Entries +1 or -1 with equal probability (``randint``'s upper bound is exclusive: 2, not 1)."""
+    return torch.randint_like(p, 0, 2).mul_(2).sub_(1)
+
+
+def hutchinson_diagonal(vector: Tensor, product: Tensor) -> Tensor:
+    """``|z * Hz|``, averaged over the kernel's spatial dimensions for a 4-D convolution weight."""
+    diagonal = (vector * product).abs()
+    if diagonal.ndim == 4:
+        diagonal = diagonal.mean(dim=(2, 3), keepdim=True).expand_as(diagonal).clone()
+    return diagonal
+
+
+class AdaHessianOptimizer(torch.optim.Optimizer):
+    """The AdaHessian update; ``update_hessian`` folds a new diagonal estimate into the EMA."""
+
+    def __init__(self, params: Iterable[Any], lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float, hessian_power: float) -> None:
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "hessian_power": hessian_power}
+        super().__init__(params, defaults)
+
+    def _state(self, p: Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["hessian_step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_hessian_diag_sq"] = torch.zeros_like(p)
+        return state
+
+    @torch.no_grad()
+    def update_hessian(self, params: list[Tensor], diagonals: list[Tensor]) -> None:
+        beta2 = self.defaults["betas"][1]
+        for p, diagonal in zip(params, diagonals):
+            state = self._state(p)
+            state["exp_hessian_diag_sq"].mul_(beta2).addcmul_(diagonal, diagonal, value=1 - beta2)
+            state["hessian_step"] += 1
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            power = group["hessian_power"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._state(p)
+                state["step"] += 1
+                state["exp_avg"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                bias1 = 1 - beta1 ** state["step"]
+                bias2 = 1 - beta2 ** max(state["hessian_step"], 1)
+                denom = (state["exp_hessian_diag_sq"].sqrt() / math.sqrt(bias2)).pow_(power).add_(group["eps"])
+                update = state["exp_avg"] / bias1 / denom
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                p.add_(update, alpha=-group["lr"])
+        return loss
+
+
+class AdaHessian(Solver):
+    """AdaHessian; ``k`` > 1 re-estimates the Hessian diagonal only every k steps (cheaper)."""
+
+    def __init__(
+        self,
+        lr: float = 0.15,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-4,
+        weight_decay: float = 0.0,
+        hessian_power: float = 1.0,
+        k: int = 1,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        self.betas = check_betas("optimizer.betas", betas)
+        self.eps = check_positive("optimizer.eps", eps)
+        require(0 < hessian_power <= 1, "optimizer.hessian_power", hessian_power, "must be in (0, 1]")
+        self.hessian_power = float(hessian_power)
+        self.k = check_count("optimizer.k", k)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        return AdaHessianOptimizer([p for _, p in trainable(model)], lr=self.lr, betas=self.betas,
+                                   eps=self.eps, weight_decay=self.weight_decay,
+                                   hessian_power=self.hessian_power)
+
+    def curvature_due(self, step: int) -> bool:
+        return step % self.k == 0
+
+    def step(self, ctx: StepContext) -> Tensor:
+        if self.curvature_due(ctx.step):
+            loss = ctx.forward_backward(create_graph=True)
+            params = [p for p in ctx.parameters() if p.grad is not None]
+            grads = [p.grad for p in params]
+            vectors = [rademacher_like(p) for p in params]
+            products = ctx.hvp(grads, vectors, params)
+            self.optimizer.update_hessian(params, [hutchinson_diagonal(v, hv) for v, hv in zip(vectors, products)])
+            for p in params:
+                p.grad = p.grad.detach()
+        else:
+            loss = ctx.forward_backward()
+        ctx.clip_gradients()
+        ctx.optimizer_step()
+        ctx.zero_grad()
+        return loss

@@ -1,0 +1,35 @@
+"""AdamW (Loshchilov & Hutter 2019): ``torch.optim.AdamW``, fused on CUDA, foreach elsewhere."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from framework.errors import check_betas, check_positive
+from framework.partitions import decay_groups
+from framework.solver import Solver
+
+
+class AdamW(Solver):
+    """AdamW with decoupled weight decay on matrices only; ``fused`` picks the fused CUDA kernel."""
+
+    def __init__(
+        self,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        self.betas = check_betas("optimizer.betas", betas)
+        self.eps = check_positive("optimizer.eps", eps)
+        self.fused = fused
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        on_cuda = next(model.parameters()).is_cuda
+        fused = on_cuda if self.fused is None else self.fused
+        return torch.optim.AdamW(
+            decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps,
+            fused=fused or None, foreach=None if fused else True,
+        )

@@ -1,0 +1,112 @@
+"""SophiaG (Liu et al. 2023): clipped diagonal Gauss-Newton preconditioning.
+
+Every step: ``m = b1*m + (1-b1)*g`` and ``p -= lr * sign(m) * min(|m| / (rho * bs * h + eps), 1)``
+after decoupled weight decay. Every ``k`` steps (after the update, as in the paper's loop) the loop runs
+an extra forward-backward on targets sampled from the model's own predictions and the Hessian EMA
+becomes ``h = b2*h + (1-b2)*g_hat*g_hat``. ``bs`` is the real number of samples or tokens behind that
+sampled gradient on all ranks, taken from the batch, never a constant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from framework.errors import check_betas, check_count, check_positive
+from framework.partitions import decay_groups
+from framework.solver import Solver, StepContext
+
+
+class SophiaGOptimizer(torch.optim.Optimizer):
+    """The SophiaG update as a multi-tensor (``torch._foreach_*``) torch optimizer."""
+
+    def __init__(self, params: Iterable[Any], lr: float, betas: tuple[float, float], rho: float,
+                 weight_decay: float, eps: float) -> None:
+        defaults = {"lr": lr, "betas": betas, "rho": rho, "weight_decay": weight_decay, "eps": eps,
+                    "hessian_items": 0}
+        super().__init__(params, defaults)
+
+    def _tensors(self, group: dict) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        params, grads, moments, hessians = [], [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            moments.append(state["exp_avg"])
+            hessians.append(state["hessian"])
+        return params, grads, moments, hessians
+
+    @torch.no_grad()
+    def update_hessian(self, items: int) -> None:
+        """Fold the squared gradient now in ``p.grad`` (a sampled-target gradient) into the EMA."""
+        for group in self.param_groups:
+            _, grads, _, hessians = self._tensors(group)
+            group["hessian_items"] = int(items)
+            if hessians:
+                torch._foreach_mul_(hessians, group["betas"][1])
+                torch._foreach_addcmul_(hessians, grads, grads, value=1 - group["betas"][1])
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, moments, hessians = self._tensors(group)
+            if not params:
+                continue
+            lr, (beta1, _) = group["lr"], group["betas"]
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+            torch._foreach_mul_(moments, beta1)
+            torch._foreach_add_(moments, grads, alpha=1 - beta1)
+            denominators = torch._foreach_mul(hessians, group["rho"] * group["hessian_items"])
+            torch._foreach_add_(denominators, group["eps"])
+            ratios = torch._foreach_abs(moments)
+            torch._foreach_div_(ratios, denominators)
+            torch._foreach_clamp_max_(ratios, 1.0)
+            torch._foreach_mul_(ratios, torch._foreach_sign(moments))
+            torch._foreach_add_(params, ratios, alpha=-lr)
+        return loss
+
+
+class SophiaG(Solver):
+    """SophiaG with the Gauss-Newton-Bartlett estimator every ``k`` steps (``k`` = the paper's k)."""
+
+    def __init__(
+        self,
+        lr: float = 6e-4,
+        betas: tuple[float, float] = (0.965, 0.99),
+        rho: float = 0.05,
+        weight_decay: float = 0.2,
+        k: int = 10,
+        eps: float = 1e-15,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        self.betas = check_betas("optimizer.betas", betas)
+        self.rho = check_positive("optimizer.rho", rho)
+        self.k = check_count("optimizer.k", k)
+        self.eps = check_positive("optimizer.eps", eps)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        return SophiaGOptimizer(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas,
+                                rho=self.rho, weight_decay=self.weight_decay, eps=self.eps)
+
+    def curvature_due(self, step: int) -> bool:
+        return step % self.k == self.k - 1
+
+    def step(self, ctx: StepContext) -> Tensor:
+        loss = super().step(ctx)
+        if self.curvature_due(ctx.step):
+            items = ctx.sampled_forward_backward()
+            self.optimizer.update_hessian(items)
+            ctx.zero_grad()
+        return loss

@@ -1,0 +1,22 @@
+"""Train one solver on one problem: ``python run.py optimizer=sophia model=gpt2-nano``.
+
+Any Hydra override works (``trainer.max_steps=200 optimizer.lr=1e-3 seed=1 hydra.run.dir=...``);
+``python -m framework list`` shows every installed solver, problem and backend.
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from framework.app import prepare, train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    prepare(sys.argv[1:])
+    main()
