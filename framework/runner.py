@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,13 @@ from framework.problem import Problem
 from framework.results import MetricHistory, write_summary
 from framework.solver import Solver
 from framework.task import TrainingTask
+
+# Lightning's advice that does not apply to in-memory data and step-based runs
+for _pattern in (".*does not have many workers.*", ".*is smaller than the logging interval.*",
+                 ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*",
+                 # AdaHessian breaks this cycle itself by detaching p.grad after the HVP
+                 ".*backward\\(\\) with create_graph=True will create a reference cycle.*"):
+    warnings.filterwarnings("ignore", message=_pattern)
 
 
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
@@ -49,24 +58,38 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train ``cfg.model`` with ``cfg.optimizer`` on ``cfg.backend``; return the written summary.
+@dataclass
+class Run:
+    """A run ready to train: everything built and checked, nothing written yet."""
 
-    Bad settings raise :class:`ConfigError` before anything is written to ``run_dir``.
+    cfg: DictConfig
+    run_dir: Path
+    problem: Problem
+    solver: Solver
+    backend: Backend
+    task: TrainingTask
+    trainer: pl.Trainer
+    history: MetricHistory
+    loggers: list[Logger]
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> Run:
+    """Build solver, backend, problem, module and trainer from ``cfg``.
+
+    Bad settings raise :class:`ConfigError` here, before the solver or the data is touched and before
+    anything is written to ``run_dir``.
     """
     run_dir = Path(run_dir)
-    max_steps = check_count("trainer.max_steps", cfg.trainer.max_steps)
+    check_count("trainer.max_steps", cfg.trainer.max_steps)
     solver: Solver = build(cfg.optimizer, "optimizer")
     backend: Backend = build(cfg.backend, "backend").resolve()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     problem: Problem = build(cfg.model, "model")
     problem.check_target()
-
     problem.model = backend.prepare(problem.model)
     task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"))
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target)
     loggers = build_loggers(cfg, run_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     trainer_args = {
         "max_epochs": -1,
         "check_val_every_n_epoch": None,
@@ -77,41 +100,46 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **OmegaConf.to_container(cfg.trainer, resolve=True),
     }
     trainer = pl.Trainer(logger=loggers, callbacks=[history], **trainer_args)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-    warn_if_slow(problem, backend, max_steps)
+    return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers)
 
+
+def execute(r: Run) -> dict[str, Any]:
+    """Validate, train, validate at the end; write ``summary.json`` whatever happens; return it."""
+    resolved = OmegaConf.to_container(r.cfg, resolve=True)
+    for logger in r.loggers:
+        logger.log_hyperparams(resolved)
+    warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     status, error = "failed", None
-    train_loader, val_loader = problem.train_loader(cfg.seed), problem.val_loader()
+    train_loader, val_loader = r.problem.train_loader(r.cfg.seed), r.problem.val_loader()
     try:
-        trainer.validate(task, dataloaders=val_loader, verbose=False)
-        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        if task.last_val_step != trainer.global_step:
-            trainer.validate(task, dataloaders=val_loader, verbose=False)
-        status = "interrupted" if trainer.interrupted else "completed"
+        r.trainer.validate(r.task, dataloaders=val_loader, verbose=False)
+        r.trainer.fit(r.task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        if r.task.last_val_step != r.trainer.global_step:
+            r.trainer.validate(r.task, dataloaders=val_loader, verbose=False)
+        status = "interrupted" if r.trainer.interrupted else "completed"
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        for logger in loggers:
-            logger.finalize(status if status != "completed" else "success")
+        for logger in r.loggers:
+            logger.finalize("success" if status == "completed" else status)
         summary = {
             "status": status,
             "error": error,
-            "names": _choices(cfg),
-            "metric": history.summary(),
-            "steps": trainer.global_step,
-            "items": {"unit": problem.item_unit, "count": task.totals.items},
-            "costs": task.totals.as_dict(),
-            "state_bytes": solver.state_bytes(),
-            "parameters": problem.num_parameters(),
-            "wall_clock_s": {"train": history.train_seconds, "total": time.perf_counter() - clock},
+            "names": _choices(r.cfg),
+            "metric": r.history.summary(),
+            "steps": r.trainer.global_step,
+            "items": {"unit": r.problem.item_unit, "count": r.task.totals.items},
+            "costs": r.task.totals.as_dict(),
+            "state_bytes": r.solver.state_bytes(),
+            "parameters": r.problem.num_parameters(),
+            "wall_clock_s": {"train": r.history.train_seconds, "total": time.perf_counter() - clock},
             "started_at": started.isoformat(),
-            "backend": backend.describe(),
-            "seed": cfg.seed,
+            "backend": r.backend.describe(),
+            "seed": r.cfg.seed,
             "versions": {
                 "optbench": framework.__version__,
                 "torch": torch.__version__,
@@ -120,5 +148,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             },
             "config": resolved,
         }
-        write_summary(run_dir, summary)
+        write_summary(r.run_dir, summary)
     return summary
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Prepare and execute a run; return its summary."""
+    return execute(prepare(cfg, run_dir))
