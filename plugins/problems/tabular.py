@@ -73,8 +73,9 @@ class TabularClassification(Problem):
 
     def train_loader(self, seed: int) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
+        # every step sees a full batch: equal steps mean equal samples, and curvature scales stay fixed
         return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=self.items_per_batch(),
-                          shuffle=True, generator=generator)
+                          shuffle=True, drop_last=True, generator=generator)
 
     def val_loader(self) -> DataLoader:
         return DataLoader(TensorDataset(self.x_val, self.y_val), batch_size=len(self.x_val))

@@ -1,0 +1,73 @@
+"""``python run.py`` as a user runs it: results on disk, W&B offline, overrides, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import run_cli
+
+QUICK = ["backend=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def test_run_writes_results_and_offline_wandb(tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("run.py", *QUICK, "trainer.max_steps=40", "trainer.val_check_interval=20", "seed=3",
+                   "optimizer.lr=0.003", f"hydra.run.dir={out}", env={"WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"results: {out / 'summary.json'}" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["status"] == "completed"
+    assert summary["names"] == {"optimizer": "adamw", "model": "mlp", "backend": "cpu"}
+    assert summary["steps"] == 40 and summary["seed"] == 3
+    assert summary["config"]["optimizer"]["lr"] == 0.003
+    assert [p["step"] for p in summary["metric"]["history"]] == [0, 20, 40]
+    assert summary["metric"]["final"] < summary["metric"]["initial"]
+    assert summary["costs"]["forward"] == 40 and summary["items"] == {"unit": "samples", "count": 40 * 64}
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len([r for r in rows if r["train/loss"]]) == 40
+    runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
+    cases = {
+        "optimizer.lr=-0.1": "error: optimizer.lr=-0.1: must be a number >= 0",
+        "optimizer.betas=[0.9,1.0]": "error: optimizer.betas[1]=1.0: must be in [0, 1)",
+        "optimizer=sophia optimizer.k=0": "error: optimizer.k=0: must be an integer >= 1",
+    }
+    for i, (overrides, message) in enumerate(cases.items()):
+        out = tmp_path / f"run{i}"
+        done = run_cli("run.py", *QUICK, *overrides.split(), f"hydra.run.dir={out}")
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1] == message
+        assert not out.exists()
+
+
+def test_missing_data_file_names_the_path(tmp_path):
+    out = tmp_path / "run"
+    missing = tmp_path / "nowhere" / "corpus.txt"
+    done = run_cli("run.py", *QUICK, "model=gpt2-nano", f"model.files=[{missing}]", f"hydra.run.dir={out}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: model.files='{missing}': no such file"
+    assert not out.exists()
+
+
+def test_unknown_option_lists_the_available_ones():
+    done = run_cli("run.py", "optimizer=sophai")
+    assert done.returncode == 1
+    assert "Could not find 'optimizer/sophai'" in done.stderr
+    assert "Available options in 'optimizer':" in done.stderr and "sophia" in done.stderr
+
+
+def test_existing_result_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text('{"status": "completed"}')
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "config.yaml").write_text("original: true\n")
+    done = run_cli("run.py", *QUICK, f"hydra.run.dir={out}")
+    assert done.returncode == 2 and "already holds a result" in done.stderr
+    assert (out / "summary.json").read_text() == '{"status": "completed"}'
+    assert (out / ".hydra" / "config.yaml").read_text() == "original: true\n"

@@ -1,0 +1,83 @@
+"""Third-party plugins installed for real (pip, entry points from package metadata) in a child venv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def plugin_python(tmp_path_factory) -> str:
+    """A venv that sees this environment's packages, plus the two fixture plugins installed by pip."""
+    env_dir = tmp_path_factory.mktemp("venv")
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = str(env_dir / "bin" / "python")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
+         "--no-build-isolation", str(FIXTURES / "optbench-extra"), str(FIXTURES / "optbench-broken")],
+        check=True, capture_output=True, text=True,
+    )
+    return python
+
+
+def _listing(python: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "-m", "framework", "list", *flags], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_listing_shows_third_party_entries_and_broken_plugin(plugin_python):
+    done = _listing(plugin_python, "--json")
+    rows = {(r["group"], r["name"]): r for r in json.loads(done.stdout)}
+    for key in [("optimizer", "signsgd"), ("model", "noisy-linear"), ("backend", "cpu-1thread")]:
+        assert rows[key]["status"] == "ok" and rows[key]["package"] == "optbench-extra 0.1.0"
+    assert rows[("optimizer", "sophia")]["package"].startswith("optbench ")
+    broken = rows[("plugin", "broken")]
+    assert broken["status"].startswith("broken: ImportError") and "not installed" in broken["status"]
+    assert done.returncode == 1  # something is broken, the listing still printed everything
+
+
+def test_strict_listing_fails_on_the_broken_plugin(plugin_python):
+    done = _listing(plugin_python, "--strict")
+    assert done.returncode == 1
+    assert "plugin 'broken' (optbench-broken 0.1.0): broken: ImportError" in done.stderr
+
+
+def test_run_uses_third_party_solver_problem_and_backend(plugin_python, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [plugin_python, "run.py", "optimizer=signsgd", "model=noisy-linear", "backend=cpu-1thread", "logger=local",
+         "optimizer.lr=0.02", "trainer.max_steps=60", "trainer.val_check_interval=30", f"hydra.run.dir={out}"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["names"] == {"optimizer": "signsgd", "model": "noisy-linear", "backend": "cpu-1thread"}
+    assert summary["backend"].startswith("cpu-1thread")
+    assert summary["metric"]["final"] < 0.1 * summary["metric"]["initial"]
+
+
+def test_builtin_listing_without_extras_is_clean():
+    done = run_cli("-m", "framework", "list", "--json")
+    rows = json.loads(done.stdout)
+    assert done.returncode == 0 and all(r["status"] == "ok" for r in rows)
+    names = {(r["group"], r["name"]) for r in rows}
+    expected = {("optimizer", n) for n in ["sgd", "adamw", "lbfgs", "sophia", "adahessian"]}
+    expected |= {("model", n) for n in ["gpt2", "gpt2-nano", "logreg", "mlp"]}
+    expected |= {("backend", n) for n in ["cpu", "cuda", "auto"]}
+    assert expected <= names
+
+
+def test_listing_does_not_import_torch_or_lightning():
+    code = ("import sys, io, contextlib; from framework.__main__ import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['list'])\n"
+            "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules))")
+    done = run_cli("-c", code)
+    assert done.stdout.strip() == "[]", done.stderr
