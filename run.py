@@ -1,10 +1,12 @@
 """Train one solver on one problem: ``python run.py optimizer=sophia model=gpt2-nano``.
 
 Any Hydra override works (``trainer.max_steps=200 optimizer.lr=1e-3 seed=1 hydra.run.dir=...``);
+``python run.py -m +experiment=<name>`` runs a study from ``experiments/``;
 ``python -m framework list`` shows every installed solver, problem and backend.
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -18,5 +20,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    prepare(sys.argv[1:])
+    prepare(sys.argv[1:], Path(__file__).resolve().parent)
     main()

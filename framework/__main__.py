@@ -37,15 +37,17 @@ def list_plugins(strict: bool = False, as_json: bool = False) -> int:
     from rich.table import Table
 
     labels = {"optimizer": "solver", "model": "problem", "backend": "backend", "plugin": "plugin"}
-    table = Table(title="optbench plugins", show_lines=False, expand=False)
-    for column in ("kind", "name", "package", "status", "settings"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="optbench plugins", show_lines=True, expand=False)
+    for column in ("kind", "name", "package"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("status", overflow="fold")
+    table.add_column("settings", overflow="fold")
     for row in rows:
         status = "[green]ok[/]" if row.ok else f"[red]{row.status}[/]"
         settings = _settings(row.entry.settings) if row.entry else ""
-        description = row.entry.description if row.entry else ""
-        name = f"[bold]{row.name}[/]" + (f"\n[dim]{description}[/]" if description else "")
-        table.add_row(labels.get(row.group, row.group), name, row.package, status, settings)
+        if row.entry and row.entry.description:
+            settings += f"\n[dim]{row.entry.description}[/]"
+        table.add_row(labels.get(row.group, row.group), f"[bold]{row.name}[/]", row.package, status, settings)
     Console(soft_wrap=False).print(table)
     return 0
 

@@ -29,10 +29,10 @@ def guard_run_dir(argv: list[str]) -> None:
             fail(f"hydra.run.dir={value}: already holds a result ({SUMMARY}); choose a new directory")
 
 
-def prepare(argv: list[str]) -> None:
-    """Run before ``hydra.main``: make installed plugins selectable and check the run directory."""
+def prepare(argv: list[str], root: Path) -> None:
+    """Run before ``hydra.main``: make plugins and ``root/experiments`` selectable; check the run dir."""
     guard_run_dir(argv)
-    register_configs()
+    register_configs(experiments=root / "experiments")
 
 
 def _discard_fresh_run_dir(run_dir: Path) -> None:

@@ -15,13 +15,14 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
 import framework
 from framework.backend import Backend
 from framework.errors import ConfigError, check_count
 from framework.estimate import warn_if_slow
 from framework.problem import Problem
+from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
 from framework.solver import Solver
 from framework.task import TrainingTask
@@ -99,7 +100,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
         **backend.trainer_kwargs(),
         **OmegaConf.to_container(cfg.trainer, resolve=True),
     }
-    trainer = pl.Trainer(logger=loggers, callbacks=[history], **trainer_args)
+    callbacks: list[pl.Callback] = [history]
+    if trainer_args.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar(history.key))
+    trainer = pl.Trainer(logger=loggers, callbacks=callbacks, **trainer_args)
     return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers)
 
 
@@ -124,8 +128,7 @@ def execute(r: Run) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        for logger in r.loggers:
-            logger.finalize("success" if status == "completed" else status)
+        finish_loggers(r.loggers, status)
         summary = {
             "status": status,
             "error": error,
@@ -150,6 +153,14 @@ def execute(r: Run) -> dict[str, Any]:
         }
         write_summary(r.run_dir, summary)
     return summary
+
+
+def finish_loggers(loggers: list[Logger], status: str) -> None:
+    """Flush every logger; end the W&B run so that the next run in this process gets its own."""
+    for logger in loggers:
+        logger.finalize("success" if status == "completed" else status)
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish(exit_code=0 if status == "completed" else 1)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

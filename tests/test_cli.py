@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import torch
+
 from conftest import run_cli
 
 QUICK = ["backend=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -37,6 +39,8 @@ def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
         "optimizer.betas=[0.9,1.0]": "error: optimizer.betas[1]=1.0: must be in [0, 1)",
         "optimizer=sophia optimizer.k=0": "error: optimizer.k=0: must be an integer >= 1",
     }
+    if not torch.cuda.is_available():
+        cases["backend=cuda"] = "error: backend='cuda': no CUDA device is visible here; use backend=cpu or backend=auto"
     for i, (overrides, message) in enumerate(cases.items()):
         out = tmp_path / f"run{i}"
         done = run_cli("run.py", *QUICK, *overrides.split(), f"hydra.run.dir={out}")
