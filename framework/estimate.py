@@ -18,8 +18,11 @@ WARN_AFTER_SECONDS = 600.0
 
 @functools.lru_cache(maxsize=1)
 def cpu_flop_rate(size: int = 512, repeats: int = 4) -> float:
-    """FLOP/s of a float32 matmul on this CPU, measured in about a tenth of a second."""
-    a = torch.randn(size, size)
+    """FLOP/s of a float32 matmul on this CPU, measured in about a tenth of a second.
+
+    Uses its own generator: drawing from the global one would change the run that follows.
+    """
+    a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
     a @ a
     start = time.perf_counter()
     for _ in range(repeats):

@@ -8,12 +8,17 @@ from conftest import run_cli, train
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path):
-    args = ["optimizer=sgd", "model=mlp", "trainer.max_steps=30", "trainer.val_check_interval=30"]
-    first = train(tmp_path / "a", *args, "seed=7")
-    again = train(tmp_path / "b", *args, "seed=7")
-    other = train(tmp_path / "c", *args, "seed=8")
-    assert first["metric"]["history"][-1]["value"] == again["metric"]["history"][-1]["value"]
-    assert first["metric"]["history"][-1]["value"] != other["metric"]["history"][-1]["value"]
+    """Equal seeds give equal runs, in a fresh process or after other runs in this one."""
+    args = ["optimizer=sophia", "optimizer.k=2", "model=mlp", "trainer.max_steps=30",
+            "trainer.val_check_interval=30", "backend=cpu", "logger=local"]
+    done = run_cli("run.py", *args, "seed=7", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'cli'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    train(tmp_path / "other", "optimizer=adahessian", "model=logreg", "trainer.max_steps=5")
+    again = train(tmp_path / "again", *args, "seed=7")
+    other = train(tmp_path / "seed8", *args, "seed=8")
+    final = [s["metric"]["final"] for s in (fresh, again, other)]
+    assert final[0] == final[1] != final[2]
 
 
 def test_multirun_sweeps_solvers_into_separate_results(tmp_path):

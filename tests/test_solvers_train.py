@@ -16,7 +16,7 @@ CASES = [
     ("sgd", "mlp", [], 0.15),
     ("adamw", "mlp", [], 0.15),
     ("lbfgs", "mlp", ["model.batch_size=null", "trainer.max_steps=10"], 0.35),
-    ("sophia", "mlp", ["optimizer.lr=0.003"], 0.40),
+    ("sophia", "mlp", ["optimizer.lr=0.001"], 0.35),
     ("adahessian", "mlp", [], 0.20),
 ]
 
