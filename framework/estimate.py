@@ -31,6 +31,8 @@ def cpu_flop_rate(size: int = 512, repeats: int = 4) -> float:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -38,7 +40,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def warn_if_slow(problem: Problem, backend: Backend, max_steps: int) -> str | None:
+def warn_if_slow(problem: Problem, backend: Backend, max_steps: int, name: str = "") -> str | None:
     """Print one note when a CPU run is projected to take longer than ten minutes; return it."""
     if backend.accelerator != "cpu":
         return None
@@ -48,7 +50,7 @@ def warn_if_slow(problem: Problem, backend: Backend, max_steps: int) -> str | No
     if total < WARN_AFTER_SECONDS:
         return None
     smaller = getattr(problem, "smaller_option", None)
-    hint = f"; for a CPU-sized run use model={smaller}" if smaller else ""
+    hint = f"; for a CPU-sized run use model={smaller}" if smaller and smaller != name else ""
     note = (
         f"note: this model has {problem.num_parameters() / 1e6:.1f}M parameters and runs on the CPU: "
         f"about {_duration(step_seconds)} per step, {_duration(total)} for {max_steps} steps (estimated){hint}."

@@ -112,7 +112,7 @@ def execute(r: Run) -> dict[str, Any]:
     resolved = OmegaConf.to_container(r.cfg, resolve=True)
     for logger in r.loggers:
         logger.log_hyperparams(resolved)
-    warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps)
+    warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps, _choices(r.cfg).get("model", ""))
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     status, error = "failed", None

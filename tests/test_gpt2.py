@@ -43,7 +43,9 @@ def test_gpt2_on_cpu_warns_once_with_an_estimate():
     cfg = compose("model=gpt2", "model.max_bytes=300000")
     problem = build(cfg.model, "model")
     backend = build(cfg.backend, "backend").resolve()
-    note = warn_if_slow(problem, backend, max_steps=cfg.trainer.max_steps)
+    note = warn_if_slow(problem, backend, max_steps=cfg.trainer.max_steps, name="gpt2")
     assert note is not None and "124.4M parameters" in note and "model=gpt2-nano" in note
     small = build(compose("model=gpt2-nano", "model.max_bytes=300000").model, "model")
-    assert warn_if_slow(small, backend, max_steps=500) is None
+    assert warn_if_slow(small, backend, max_steps=500, name="gpt2-nano") is None
+    long_run = warn_if_slow(small, backend, max_steps=10**6, name="gpt2-nano")
+    assert long_run is not None and "use model=" not in long_run  # no advice to switch to itself
