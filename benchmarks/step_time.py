@@ -1,6 +1,6 @@
 """Training-step time of each solver relative to AdamW, measured side by side in one process.
 
-Usage: ``python benchmarks/step_time.py [model] [steps] [rounds]`` (defaults: gpt2-nano 40 3).
+Usage: ``python benchmarks/step_time.py [model] [steps] [rounds]`` (defaults: gpt2-nano 20 2, ~5 min).
 Each round runs every solver for ``steps`` steps through the real loop (Lightning, StepContext),
 solvers interleaved so that machine noise falls on all of them alike; the table reports the median
 milliseconds per step over rounds and its ratio to AdamW. The first, warm-up round is discarded.
@@ -27,15 +27,15 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     model = sys.argv[1] if len(sys.argv) > 1 else "gpt2-nano"
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 40
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     times: dict[str, list[float]] = {s: [] for s in SOLVERS}
     passes: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(rounds + 1):
             for solver in SOLVERS:
                 summary = train(Path(tmp) / f"{solver}{round_}", f"optimizer={solver}", f"model={model}",
-                                f"trainer.max_steps={steps}", "trainer.limit_val_batches=0")
+                                f"trainer.max_steps={steps}", "+trainer.limit_val_batches=0")
                 if round_:
                     times[solver].append(1000 * summary["wall_clock_s"]["train"] / summary["steps"])
                 passes[solver] = summary["costs"]

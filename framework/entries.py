@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -72,7 +72,6 @@ class Listed:
     package: str
     status: str = "ok"
     entry: ConfigEntry | None = None
-    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -117,6 +117,14 @@ class StepContext:
         self.task.solver.optimizer.zero_grad(set_to_none=True)
 
 
+def evaluate_closure(closure: Callable[[], Tensor] | None) -> Tensor | None:
+    """What a torch optimizer's ``step(closure)`` does first: the loss, with gradients enabled."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 @contextlib.contextmanager
 def _math_attention() -> Iterator[None]:
     """Double backward needs SDPA's math kernel: the flash kernel has no second derivative."""

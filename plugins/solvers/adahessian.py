@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive, require
 from framework.partitions import trainable
-from framework.solver import Solver, StepContext
+from framework.solver import Solver, StepContext, evaluate_closure
 
 
 def rademacher_like(p: Tensor) -> Tensor:
@@ -60,10 +60,7 @@ class AdaHessianOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             power = group["hessian_power"]

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive
 from framework.partitions import decay_groups
-from framework.solver import Solver, StepContext
+from framework.solver import Solver, StepContext, evaluate_closure
 
 
 class SophiaGOptimizer(torch.optim.Optimizer):
@@ -55,10 +55,7 @@ class SophiaGOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             params, grads, moments, hessians = self._tensors(group)
             if not params:

@@ -1,0 +1,39 @@
+"""The loop's own duties: gradient clipping for every solver, parameter partitions."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import compose
+from framework.partitions import decay_groups, hidden_matrices
+from framework.runner import execute, prepare
+from plugins.problems.transformer import GPT, GPTShape
+
+
+def _first_step_change(run_dir, *overrides):
+    r = prepare(compose("optimizer=sgd", "optimizer.momentum=0", "optimizer.lr=1.0", "model=logreg",
+                        "trainer.max_steps=1", *overrides), run_dir)
+    before = [p.detach().clone() for p in r.problem.model.parameters()]
+    execute(r)
+    after = list(r.problem.model.parameters())
+    return torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, before))).item()
+
+
+def test_grad_clip_bounds_the_update(tmp_path):
+    unclipped = _first_step_change(tmp_path / "a")
+    clipped = _first_step_change(tmp_path / "b", "grad_clip=0.01")
+    assert unclipped > 0.05
+    assert abs(clipped - 0.01) < 1e-6  # SGD with lr 1: the step is the clipped gradient itself
+
+
+def test_partitions_of_a_gpt():
+    model = GPT(GPTShape(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=256))
+    hidden, rest = hidden_matrices(model)
+    ids = {id(p) for p in hidden}
+    assert id(model.wte.weight) not in ids and id(model.wpe.weight) not in ids  # embeddings, tied head
+    assert len(hidden) == 2 * 4  # qkv, attention proj, fc, mlp proj per block
+    assert all(p.ndim == 2 for p in hidden) and all(p.ndim == 1 for p in rest if p is not model.wte.weight
+                                                     and p is not model.wpe.weight)
+    decay, no_decay = decay_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
