@@ -35,18 +35,24 @@ def prepare(argv: list[str], root: Path) -> None:
     register_configs(experiments=root / "experiments")
 
 
-def _discard_fresh_run_dir(run_dir: Path) -> None:
-    """Remove what Hydra wrote for a run that never started; leave anything else untouched."""
+def _discard_fresh_run_dir(run_dir: Path, top: Path) -> None:
+    """Remove what Hydra wrote for a run that never started, and the folders left empty by that,
+    up to ``top``; leave anything else untouched."""
     for name in _HYDRA_FILES:
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass  # not empty: it holds files that are not ours
+    folder, top = run_dir.resolve(), top.resolve()
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty: it holds files that are not ours
+        folder = folder.parent
+        if folder == top or top not in folder.parents:
+            return
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -59,7 +65,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg, run_dir)
     except ConfigError as error:
-        _discard_fresh_run_dir(run_dir)
+        _discard_fresh_run_dir(run_dir, Path(HydraConfig.get().runtime.cwd))
         fail(str(error))
     metric = summary["metric"]
     print(

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 QUICK = ["backend=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -45,8 +45,13 @@ def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
         out = tmp_path / f"run{i}"
         done = run_cli("run.py", *QUICK, *overrides.split(), f"hydra.run.dir={out}")
         assert done.returncode == 2
-        assert done.stderr.strip().splitlines()[-1] == message
+        assert done.stderr.strip().splitlines() == [message]
         assert not out.exists()
+    # with Hydra's default outputs/<date>/<time>_... directory, nothing is left behind either
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = run_cli(str(ROOT / "run.py"), "optimizer.lr=-1", cwd=cwd)
+    assert done.returncode == 2 and list(cwd.iterdir()) == []
 
 
 def test_missing_data_file_names_the_path(tmp_path):
