@@ -34,7 +34,7 @@ class StepContext:
         self.step = step
         self.costs = Costs()
         self.grad_norm: Tensor | None = None
-        self._flops_per_item = task.problem.flops_per_item()
+        self._flops_per_item = task.flops_per_item
         self._items_counted = False
         self._last_items = 0
 
@@ -49,28 +49,29 @@ class StepContext:
     def parameters(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def _forward(self, targets: str = "data") -> "Forward":
+    def _forward(self, on_data: bool = True) -> "Forward":
+        """A counted forward; the batch's items count once per step, and only for data targets."""
         out = self.task.problem.forward(self.model, self.batch)
         self.costs.forward += 1
         self.costs.flops += self._flops_per_item / 3 * out.items  # a forward is 1/3 of forward+backward
         self._last_items = out.items
-        if targets == "data" and not self._items_counted:
+        if on_data and not self._items_counted:
             self.costs.items += out.items
             self._items_counted = True
         return out
 
-    def backward(self, loss: Tensor, create_graph: bool = False, items: int = 0) -> None:
-        """Backward through Lightning (precision plugins, strategies), counted."""
+    def backward(self, loss: Tensor, create_graph: bool = False) -> None:
+        """Backward of the last forward's loss through Lightning (precision, strategies), counted."""
         self.task.manual_backward(loss, create_graph=create_graph)
         self.costs.backward += 1
         self.costs.graph_backward += int(create_graph)
-        self.costs.flops += 2 * self._flops_per_item / 3 * items
+        self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
 
     def forward_backward(self, create_graph: bool = False) -> Tensor:
         """Loss on the batch and its gradient in ``p.grad``; ``create_graph`` keeps it differentiable."""
         with _math_attention() if create_graph else contextlib.nullcontext():
             out = self._forward()
-            self.backward(out.loss, create_graph=create_graph, items=out.items)
+            self.backward(out.loss, create_graph=create_graph)
         return out.loss.detach()
 
     def closure(self) -> Callable[[], Tensor]:
@@ -90,9 +91,8 @@ class StepContext:
         the Gauss-Newton matrix. Returns the global number of samples or tokens behind that gradient
         (all ranks), which is the batch-size scale the estimator needs.
         """
-        out = self._forward(targets="sampled")
-        loss = self.task.problem.sampled_loss(out)
-        self.backward(loss, items=out.items)
+        out = self._forward(on_data=False)
+        self.backward(self.task.problem.sampled_loss(out))
         self.costs.curvature += 1
         return out.items * self.world_size
 

@@ -27,6 +27,7 @@ class TrainingTask(pl.LightningModule):
         self.model = problem.model
         self.solver = solver
         self.grad_clip = grad_clip
+        self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
         self.last_val_step: int | None = None
 

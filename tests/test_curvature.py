@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import compose
@@ -23,6 +24,8 @@ def test_sophia_curvature_pass_every_k_steps(run_dir):
     assert costs["curvature"] == 2
     assert costs["forward"] == costs["backward"] == 25 + 2
     assert costs["hvp"] == costs["graph_backward"] == 0
+    # FLOPs: 6N per sample for every forward+backward, the curvature passes' samples included
+    assert costs["flops"] == pytest.approx(6 * r.problem.num_parameters() * (25 + 2) * 64)
     # the batch-size scale is the real number of samples behind the sampled gradient (batch_size 64)
     assert all(group["hessian_items"] == 64 for group in r.solver.optimizer.param_groups)
 
