@@ -8,6 +8,7 @@ turns the first failure into an exception. No state is global: build as many reg
 from __future__ import annotations
 
 import importlib.util
+import sys
 from importlib.metadata import EntryPoint, entry_points
 from typing import Iterable
 
@@ -32,16 +33,29 @@ def _reason(error: BaseException) -> str:
 
 
 def _target_problem(entry: ConfigEntry) -> str | None:
-    """Why ``entry``'s ``_target_`` cannot be imported, checked without importing it; None if fine."""
+    """Why ``entry``'s ``_target_`` cannot be imported, checked without importing anything new.
+
+    Each dotted prefix is looked up only where that costs no import: a top-level package (found
+    without executing it) or a module whose parent is already imported. ``torch.optim.SGD`` is
+    checked as far as ``torch``, never by importing torch.
+    """
     target = entry.target
     if not target:
         return "no _target_ in its config"
-    module = target.rpartition(".")[0]
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as error:
-        return f"_target_ {target}: {_reason(error)}"
-    return None if spec is not None else f"_target_ {target}: module {module} not found"
+    parts = target.split(".")[:-1]
+    for depth in range(1, len(parts) + 1):
+        module = ".".join(parts[:depth])
+        if module in sys.modules:
+            continue
+        if depth > 1 and ".".join(parts[: depth - 1]) not in sys.modules:
+            return None  # deeper checks would import the parent package
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError) as error:
+            return f"_target_ {target}: {_reason(error)}"
+        if found is None:
+            return f"_target_ {target}: module {module} not found"
+    return None
 
 
 class Registry:

@@ -24,7 +24,7 @@ from framework.estimate import warn_if_slow
 from framework.problem import Problem
 from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
-from framework.solver import Solver
+from framework.solver import FactorySolver, Solver
 from framework.task import TrainingTask
 
 # Lightning's advice that does not apply to in-memory data and step-based runs
@@ -82,7 +82,9 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     """
     run_dir = Path(run_dir)
     check_count("trainer.max_steps", cfg.trainer.max_steps)
-    solver: Solver = build(cfg.optimizer, "optimizer")
+    solver = build(cfg.optimizer, "optimizer")
+    if not isinstance(solver, Solver):
+        solver = FactorySolver(solver)
     backend: Backend = build(cfg.backend, "backend").resolve()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     problem: Problem = build(cfg.model, "model")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from framework.costs import Costs
-from framework.errors import check_nonnegative
+from framework.errors import ConfigError, check_nonnegative
 
 if TYPE_CHECKING:
     from framework.problem import Forward
@@ -187,3 +187,24 @@ class Solver(ABC):
             if isinstance(value, Tensor)
         )
 
+
+
+class FactorySolver(Solver):
+    """A first-order solver around any ``torch.optim.Optimizer`` class, bound to its keyword arguments.
+
+    Built when the ``optimizer`` config instantiates to a factory instead of a :class:`Solver`, as
+    ``optimizer=external optimizer._target_=torch.optim.Adagrad optimizer.lr=0.05`` does through
+    Hydra's ``_partial_: true``.
+    """
+
+    def __init__(self, factory: Callable[..., torch.optim.Optimizer]) -> None:
+        keywords: dict[str, Any] = dict(getattr(factory, "keywords", {}))
+        target = getattr(factory, "func", factory)
+        if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
+            raise ConfigError("optimizer._target_", getattr(target, "__qualname__", str(target)),
+                              "must name a Solver or a torch.optim.Optimizer subclass")
+        super().__init__(lr=keywords.get("lr", 0.0), weight_decay=keywords.get("weight_decay", 0.0))
+        self.factory = factory
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        return self.factory([p for p in model.parameters() if p.requires_grad])

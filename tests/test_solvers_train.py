@@ -18,6 +18,14 @@ CASES = [
     ("lbfgs", "mlp", ["model.batch_size=null", "trainer.max_steps=10"], 0.35),
     ("sophia", "mlp", ["optimizer.lr=0.001"], 0.35),
     ("adahessian", "mlp", [], 0.20),
+    ("adam", "logreg", ["optimizer.lr=0.01"], 0.10),
+    ("lion", "logreg", ["optimizer.lr=0.01"], 0.10),
+    ("sophiah", "logreg", ["optimizer.lr=0.01"], 0.10),
+    ("external", "logreg", ["optimizer._target_=torch.optim.Adagrad", "optimizer.lr=0.05"], 0.15),
+    ("adam", "mlp", [], 0.15),
+    ("lion", "mlp", ["optimizer.lr=0.001"], 0.45),
+    ("sophiah", "mlp", ["optimizer.lr=0.001"], 0.30),
+    ("external", "mlp", ["optimizer._target_=torch.optim.RMSprop", "optimizer.lr=0.001"], 0.30),
 ]
 
 

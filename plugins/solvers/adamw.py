@@ -26,10 +26,11 @@ class AdamW(Solver):
         self.eps = check_positive("optimizer.eps", eps)
         self.fused = fused
 
+    def kernel(self, model: nn.Module) -> dict[str, bool | None]:
+        """The fused CUDA kernel where the model is on a GPU (unless told), the foreach one elsewhere."""
+        fused = next(model.parameters()).is_cuda if self.fused is None else self.fused
+        return {"fused": fused or None, "foreach": None if fused else True}
+
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        on_cuda = next(model.parameters()).is_cuda
-        fused = on_cuda if self.fused is None else self.fused
-        return torch.optim.AdamW(
-            decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps,
-            fused=fused or None, foreach=None if fused else True,
-        )
+        return torch.optim.AdamW(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps,
+                                 **self.kernel(model))

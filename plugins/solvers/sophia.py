@@ -28,15 +28,19 @@ class SophiaGOptimizer(torch.optim.Optimizer):
                     "hessian_items": 0}
         super().__init__(params, defaults)
 
+    def _state(self, p: Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
     def _tensors(self, group: dict) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         params, grads, moments, hessians = [], [], [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
-            state = self.state[p]
-            if not state:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state = self._state(p)
             params.append(p)
             grads.append(p.grad)
             moments.append(state["exp_avg"])
@@ -53,6 +57,12 @@ class SophiaGOptimizer(torch.optim.Optimizer):
                 torch._foreach_mul_(hessians, group["betas"][1])
                 torch._foreach_addcmul_(hessians, grads, grads, value=1 - group["betas"][1])
 
+    def _denominators(self, hessians: list[Tensor], group: dict) -> list[Tensor]:
+        """``rho * bs * h + eps``, as in the paper's reference code (h >= 0 here)."""
+        denominators = torch._foreach_mul(hessians, group["rho"] * group["hessian_items"])
+        torch._foreach_add_(denominators, group["eps"])
+        return denominators
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = evaluate_closure(closure)
@@ -65,10 +75,8 @@ class SophiaGOptimizer(torch.optim.Optimizer):
                 torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
             torch._foreach_mul_(moments, beta1)
             torch._foreach_add_(moments, grads, alpha=1 - beta1)
-            denominators = torch._foreach_mul(hessians, group["rho"] * group["hessian_items"])
-            torch._foreach_add_(denominators, group["eps"])
             ratios = torch._foreach_abs(moments)
-            torch._foreach_div_(ratios, denominators)
+            torch._foreach_div_(ratios, self._denominators(hessians, group))
             torch._foreach_clamp_max_(ratios, 1.0)
             torch._foreach_mul_(ratios, torch._foreach_sign(moments))
             torch._foreach_add_(params, ratios, alpha=-lr)
