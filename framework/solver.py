@@ -103,6 +103,16 @@ class StepContext:
         self.costs.flops += self._flops_per_item * self._last_items  # about one more forward+backward
         return products
 
+    def hessian(self, grads: list[Tensor], params: list[Tensor]) -> Tensor:
+        """The full Hessian (n x n) from gradients built with ``create_graph=True``: n batched HVPs."""
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        n = flat.numel()
+        basis = torch.eye(n, dtype=flat.dtype, device=flat.device)
+        rows = torch.autograd.grad(flat, params, grad_outputs=basis, is_grads_batched=True)
+        self.costs.hvp += n
+        self.costs.flops += n * self._flops_per_item * self._last_items
+        return torch.cat([row.reshape(n, -1) for row in rows], dim=1)
+
     def clip_gradients(self) -> None:
         """Clip the global gradient norm to the run's ``grad_clip`` (no-op when unset); record the norm."""
         max_norm = self.task.grad_clip

@@ -26,6 +26,10 @@ CASES = [
     ("lion", "mlp", ["optimizer.lr=0.001"], 0.45),
     ("sophiah", "mlp", ["optimizer.lr=0.001"], 0.30),
     ("external", "mlp", ["optimizer._target_=torch.optim.RMSprop", "optimizer.lr=0.001"], 0.30),
+    ("newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
+    # a non-convex problem: the Hessian is made positive definite by added damping; 1,482 parameters
+    ("newton", "mlp", ["model.width=16", "optimizer.damping=1.0", "optimizer.lr=0.3", "optimizer.reuse=5",
+                       "trainer.max_steps=40"], 1.2),
 ]
 
 
