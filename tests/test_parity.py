@@ -69,3 +69,50 @@ def test_sophiah_matches_the_paper():
         if t % k == k - 1:
             h = [b2 * h[i] + (1 - b2) * estimates[t][i] for i in range(len(h))]
     _assert_close(got, params)
+
+
+def _newton_schulz_reference(g, steps=5):
+    """Jordan et al. 2024: X = G/|G|_F (wide orientation), X <- aX + (bA + cA^2)X, A = XX^T."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / g.norm()
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def test_muon_matches_the_reference_in_float64():
+    from plugins.solvers.muon import MuonOptimizer
+
+    lr, mu, wd, alr, (b1, b2), eps = 0.02, 0.95, 0.1, 0.003, (0.9, 0.95), 1e-8
+    g = torch.Generator().manual_seed(5)
+    start = [torch.randn(6, 4, dtype=torch.float64, generator=g), torch.randn(4, dtype=torch.float64, generator=g)]
+    grads_seq = [[torch.randn_like(p) for p in start] for _ in range(4)]
+    params = [p.clone().requires_grad_() for p in start]
+    opt = MuonOptimizer([{"params": [params[0]], "use_muon": True, "lr": lr, "weight_decay": wd},
+                         {"params": [params[1]], "use_muon": False, "lr": alr, "betas": (b1, b2), "eps": eps,
+                          "weight_decay": 0.0}], momentum=mu, nesterov=True, ns_steps=5, ns_dtype="float64")
+    for grads in grads_seq:
+        for p, grad in zip(params, grads):
+            p.grad = grad.clone()
+        opt.step()
+    w, v = start[0].clone(), start[1].clone()
+    buf, m, s = torch.zeros_like(w), torch.zeros_like(v), torch.zeros_like(v)
+    for t, (gw, gv) in enumerate(grads_seq, start=1):
+        buf = mu * buf + (1 - mu) * gw
+        update = _newton_schulz_reference((1 - mu) * gw + mu * buf)  # Nesterov
+        w = w * (1 - lr * wd) - lr * max(1.0, 6 / 4) ** 0.5 * update
+        m, s = b1 * m + (1 - b1) * gv, b2 * s + (1 - b2) * gv * gv
+        v = v - alr * (m / (1 - b1**t)) / ((s / (1 - b2**t)).sqrt() + eps)
+    _assert_close([p.detach() for p in params], [w, v])
+
+
+def test_newton_schulz_orthogonalizes():
+    from plugins.solvers.muon import newton_schulz
+
+    x = newton_schulz(torch.randn(32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    singular_values = torch.linalg.svdvals(x)
+    # the quintic iteration trades exactness for speed: singular values land in about [0.7, 1.2]
+    assert singular_values.min() > 0.6 and singular_values.max() < 1.25

@@ -37,3 +37,14 @@ def test_partitions_of_a_gpt():
     decay, no_decay = decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+
+
+def test_muon_partitions_hidden_matrices_from_embeddings_head_and_vectors(run_dir):
+    r = prepare(compose("optimizer=muon", "model=mlp", "trainer.max_steps=1"), run_dir)
+    optimizer = r.solver.setup(r.problem.model)
+    muon_group, adamw_group = optimizer.param_groups
+    layers = [m for m in r.problem.model if isinstance(m, torch.nn.Linear)]
+    assert muon_group["use_muon"] and [p.shape for p in muon_group["params"]] == [(128, 64), (128, 128)]
+    head = layers[-1].weight
+    assert any(p is head for p in adamw_group["params"])
+    assert all(p.ndim == 1 or p is head for p in adamw_group["params"])

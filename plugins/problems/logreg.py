@@ -14,3 +14,4 @@ class LogisticRegression(TabularClassification):
                  l2: float = 1e-3, target: float | None = None) -> None:
         super().__init__(dataset, batch_size, val_fraction, l2, target)
         self.model = nn.Linear(self.num_features, self.num_outputs)
+        self.model.optbench_not_hidden = True  # the whole model is the output head

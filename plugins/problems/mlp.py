@@ -20,4 +20,6 @@ class MLPClassifier(TabularClassification):
         for _ in range(check_count("model.depth", depth, minimum=0)):
             layers += [nn.Linear(size, width), nn.GELU()]
             size = width
-        self.model = nn.Sequential(*layers, nn.Linear(size, self.num_outputs))
+        head = nn.Linear(size, self.num_outputs)
+        head.optbench_not_hidden = True  # the output head: not a hidden matrix (Muon-style partitions)
+        self.model = nn.Sequential(*layers, head)
