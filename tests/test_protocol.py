@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 
 from conftest import compose
@@ -48,3 +49,22 @@ def test_muon_partitions_hidden_matrices_from_embeddings_head_and_vectors(run_di
     head = layers[-1].weight
     assert any(p is head for p in adamw_group["params"])
     assert all(p.ndim == 1 or p is head for p in adamw_group["params"])
+
+
+def test_schedule_free_is_evaluated_at_its_average_and_trained_at_its_gradient_point(run_dir):
+    r = prepare(compose("optimizer=schedulefree", "model=mlp", "trainer.max_steps=30",
+                        "trainer.val_check_interval=10"), run_dir)
+    modes = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, module, *args):
+            modes.append(("train", module.solver.optimizer.param_groups[0]["train_mode"]))
+
+        def on_validation_batch_start(self, trainer, module, *args):
+            if module.solver.optimizer is not None:
+                modes.append(("val", module.solver.optimizer.param_groups[0]["train_mode"]))
+
+    r.trainer.callbacks.append(Spy())
+    execute(r)
+    assert {m for m in modes if m[0] == "train"} == {("train", True)}
+    assert [m for m in modes if m[0] == "val"] == [("val", False)] * 3  # at steps 10, 20 and 30
