@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from plugins.solvers.lion import LionOptimizer
@@ -116,3 +117,32 @@ def test_newton_schulz_orthogonalizes():
     singular_values = torch.linalg.svdvals(x)
     # the quintic iteration trades exactness for speed: singular values land in about [0.7, 1.2]
     assert singular_values.min() > 0.6 and singular_values.max() < 1.25
+
+
+def test_shampoo_matches_the_paper_in_float64():
+    """Gupta et al. 2018, Algorithm 1: L += GG^T, R += G^TG from eps*I; W -= lr L^-1/4 G R^-1/4;
+    a vector: L += gg^T, w -= lr L^-1/2 g. Roots by scipy's fractional_matrix_power, not eigh."""
+    from scipy.linalg import fractional_matrix_power as power
+
+    from plugins.solvers.shampoo import ShampooOptimizer
+
+    lr, eps = 0.1, 1e-3
+    grads_seq = _sequence(5, 4)
+    got = _run(ShampooOptimizer, dict(lr=lr, eps=eps, root_every=1, max_dim=1000), grads_seq)
+    params = [p.numpy().copy() for p in _sequence(1, 99)[0]]
+    factors = {}
+    for grads in grads_seq:
+        for i, g in enumerate(grads):
+            if g.ndim == 1:
+                left = factors.setdefault((i, "L"), eps * np.eye(len(g)))
+                left += np.outer(g, g)
+                params[i] = params[i] - lr * power(left, -0.5) @ g.numpy()
+                continue
+            m = g.reshape(g.shape[0], -1).numpy()
+            left = factors.setdefault((i, "L"), eps * np.eye(m.shape[0]))
+            right = factors.setdefault((i, "R"), eps * np.eye(m.shape[1]))
+            left += m @ m.T
+            right += m.T @ m
+            update = power(left, -0.25) @ m @ power(right, -0.25)
+            params[i] = params[i] - lr * update.real.reshape(g.shape)
+    _assert_close(got, [torch.from_numpy(np.asarray(p)) for p in params])
