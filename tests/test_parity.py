@@ -146,3 +146,35 @@ def test_shampoo_matches_the_paper_in_float64():
             update = power(left, -0.25) @ m @ power(right, -0.25)
             params[i] = params[i] - lr * update.real.reshape(g.shape)
     _assert_close(got, [torch.from_numpy(np.asarray(p)) for p in params])
+
+
+def test_adahessian_matches_the_paper_in_float64():
+    """Yao et al. 2021, Algorithm 1 with decoupled weight decay: m EMA of g, v EMA of D*D,
+    p -= lr * (m_hat / (sqrt(v_hat)^k + eps) + wd * p), bias corrections over steps and Hessian updates."""
+    from plugins.solvers.adahessian import AdaHessianOptimizer
+
+    lr, b1, b2, eps, wd, power, every = 0.1, 0.9, 0.99, 1e-4, 0.01, 0.5, 2
+    grads_seq, diagonals = _sequence(6, 6), [[d.abs() for d in ds] for ds in _sequence(6, 7)]
+
+    # the solver folds a new estimate before the step that uses it
+    params = [p.clone().requires_grad_() for p in _sequence(1, 99)[0]]
+    opt = AdaHessianOptimizer(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, hessian_power=power)
+    for t, grads in enumerate(grads_seq):
+        if t % every == 0:
+            opt.update_hessian(params, diagonals[t])
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+    want = _sequence(1, 99)[0]
+    m = [torch.zeros_like(p) for p in want]
+    v = [torch.zeros_like(p) for p in want]
+    hessian_updates = 0
+    for t, grads in enumerate(grads_seq, start=1):
+        if (t - 1) % every == 0:
+            hessian_updates += 1
+            v = [b2 * v[i] + (1 - b2) * diagonals[t - 1][i] ** 2 for i in range(len(v))]
+        for i, g in enumerate(grads):
+            m[i] = b1 * m[i] + (1 - b1) * g
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**hessian_updates)
+            want[i] = want[i] - lr * (m_hat / (v_hat.sqrt() ** power + eps) + wd * want[i])
+    _assert_close([p.detach() for p in params], want)
