@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SOLVERS = ["adamw", "sgd", "sophia", "adahessian", "lbfgs"]
+SOLVERS = ["adamw", "adam", "sgd", "lion", "muon", "schedulefree", "shampoo", "sophia", "sophiah", "adahessian", "lbfgs"]
 
 
 def main() -> None:
