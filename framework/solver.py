@@ -44,7 +44,7 @@ class StepContext:
 
     @property
     def world_size(self) -> int:
-        return self.task.trainer.world_size if self.task._trainer is not None else 1
+        return self.task.trainer.world_size
 
     def parameters(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
