@@ -54,6 +54,21 @@ def sampled_loss(outputs: Tensor, likelihood: Likelihood) -> Tensor:
     raise ValueError(f"unknown likelihood {likelihood!r}")
 
 
+def output_hessian_product(outputs: Tensor, vector: Tensor, likelihood: Likelihood) -> Tensor:
+    """``(d^2 loss / d outputs^2) v`` for the mean negative log-likelihood: the middle factor of the GGN.
+
+    Categorical: ``(diag(p) - p p^T) v`` per item; Bernoulli: ``p (1 - p) v``; each divided by the item count.
+    """
+    if likelihood == "categorical":
+        logits = outputs.reshape(-1, outputs.shape[-1])
+        p, v = torch.softmax(logits, dim=-1), vector.reshape_as(logits)
+        return ((p * v - p * (p * v).sum(-1, keepdim=True)) / len(logits)).reshape_as(outputs)
+    if likelihood == "bernoulli":
+        p = torch.sigmoid(outputs)
+        return p * (1 - p) * vector / outputs.numel()
+    raise ValueError(f"no output Hessian for likelihood {likelihood!r}: the loss scale is problem-specific")
+
+
 class Problem(ABC):
     """A workload on which optimizers are compared.
 

@@ -49,7 +49,7 @@ class StepContext:
     def parameters(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def _forward(self, on_data: bool = True) -> "Forward":
+    def forward(self, on_data: bool = True) -> "Forward":
         """A counted forward; the batch's items count once per step, and only for data targets."""
         out = self.task.problem.forward(self.model, self.batch)
         self.costs.forward += 1
@@ -60,9 +60,9 @@ class StepContext:
             self._items_counted = True
         return out
 
-    def backward(self, loss: Tensor, create_graph: bool = False) -> None:
+    def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
         """Backward of the last forward's loss through Lightning (precision, strategies), counted."""
-        self.task.manual_backward(loss, create_graph=create_graph)
+        self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
         self.costs.backward += 1
         self.costs.graph_backward += int(create_graph)
         self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
@@ -70,7 +70,7 @@ class StepContext:
     def forward_backward(self, create_graph: bool = False) -> Tensor:
         """Loss on the batch and its gradient in ``p.grad``; ``create_graph`` keeps it differentiable."""
         with _math_attention() if create_graph else contextlib.nullcontext():
-            out = self._forward()
+            out = self.forward()
             self.backward(out.loss, create_graph=create_graph)
         return out.loss.detach()
 
@@ -91,7 +91,7 @@ class StepContext:
         the Gauss-Newton matrix. Returns the global number of samples or tokens behind that gradient
         (all ranks), which is the batch-size scale the estimator needs.
         """
-        out = self._forward(on_data=False)
+        out = self.forward(on_data=False)
         self.backward(self.task.problem.sampled_loss(out))
         self.costs.curvature += 1
         return out.items * self.world_size

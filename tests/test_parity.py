@@ -178,3 +178,53 @@ def test_adahessian_matches_the_paper_in_float64():
             m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**hessian_updates)
             want[i] = want[i] - lr * (m_hat / (v_hat.sqrt() ** power + eps) + wd * want[i])
     _assert_close([p.detach() for p in params], want)
+
+
+def _explicit_ggn(model, x, likelihood):
+    """J^T H_L J built from the full Jacobian and the loss Hessian in the outputs, in float64."""
+    from torch.func import functional_call
+
+    names = [n for n, _ in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    sizes = [p.numel() for p in model.parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def outputs_of(theta):
+        pieces = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
+        return functional_call(model, pieces, (x,)).reshape(-1)
+
+    z = outputs_of(flat)
+    jacobian = torch.autograd.functional.jacobian(outputs_of, flat)
+    if likelihood == "categorical":
+        p = torch.softmax(z.view(len(x), -1), dim=-1)
+        blocks = [torch.diag(row) - torch.outer(row, row) for row in p]
+        loss_hessian = torch.block_diag(*blocks) / len(x)
+    else:
+        p = torch.sigmoid(z)
+        loss_hessian = torch.diag(p * (1 - p)) / len(z)
+    return jacobian.T @ loss_hessian @ jacobian
+
+
+def test_ggn_vector_product_matches_the_explicit_matrix():
+    from plugins.solvers.gauss_newton import ggn_vector_product
+
+    torch.manual_seed(0)
+    for likelihood, outputs in (("categorical", 3), ("bernoulli", 1)):
+        model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, outputs)).double()
+        x = torch.randn(7, 4, dtype=torch.float64)
+        z = model(x).squeeze(-1) if likelihood == "bernoulli" else model(x)
+        product = ggn_vector_product(z, list(model.parameters()), likelihood)
+        ggn = _explicit_ggn(model, x, likelihood)
+        for _ in range(3):
+            v = torch.randn(len(ggn), dtype=torch.float64)
+            torch.testing.assert_close(product(v), ggn @ v, rtol=1e-6, atol=1e-12)
+
+
+def test_conjugate_gradient_solves_in_n_steps():
+    from plugins.solvers.gauss_newton import conjugate_gradient
+
+    a = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    spd = a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(lambda v: spd @ v, b, iters=6, tol=0.0),
+                               torch.linalg.solve(spd, b), rtol=1e-6, atol=1e-9)

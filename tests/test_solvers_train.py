@@ -32,6 +32,8 @@ CASES = [
     ("schedulefree", "mlp", [], 0.15),
     ("shampoo", "logreg", ["optimizer.lr=1.0"], 0.10),
     ("shampoo", "mlp", [], 0.15),
+    ("gauss-newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
+    ("gauss-newton", "mlp", ["optimizer.damping=1.0", "trainer.max_steps=60"], 0.15),
     ("newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
     # a non-convex problem: the Hessian is made positive definite by added damping; 1,482 parameters
     ("newton", "mlp", ["model.width=16", "optimizer.damping=1.0", "optimizer.lr=0.3", "optimizer.reuse=5",

@@ -1,0 +1,87 @@
+"""Generalized Gauss-Newton (Schraudolph 2002; Martens 2010): ``(G + damping I) d = g`` by conjugate gradient.
+
+``G = J^T H_L J``: ``J`` is the Jacobian of the model's outputs, ``H_L`` the Hessian of the loss in the
+outputs (from the problem's likelihood). ``G v`` needs no matrix: ``J v`` comes from the double-backward
+trick (differentiate ``J^T u`` in ``u``), then ``H_L`` and one more vector-Jacobian product. Each step runs
+up to ``cg_iters`` CG iterations, each one GGN-vector product (counted as an HVP), and moves
+``p -= lr * d``. Categorical and Bernoulli likelihoods only.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from framework.errors import check_count, check_nonnegative
+from framework.partitions import trainable
+from framework.problem import output_hessian_product
+from framework.solver import Solver, StepContext
+
+
+def conjugate_gradient(apply: Callable[[Tensor], Tensor], b: Tensor, iters: int, tol: float) -> Tensor:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``apply``."""
+    x = torch.zeros_like(b)
+    r, direction = b.clone(), b.clone()
+    rs = r @ r
+    for _ in range(iters):
+        if rs.sqrt() <= tol:
+            break
+        a_direction = apply(direction)
+        alpha = rs / (direction @ a_direction)
+        x += alpha * direction
+        r -= alpha * a_direction
+        rs_next = r @ r
+        direction = r + (rs_next / rs) * direction
+        rs = rs_next
+    return x
+
+
+def ggn_vector_product(outputs: Tensor, params: list[Tensor], likelihood: str) -> Callable[[Tensor], Tensor]:
+    """``v -> J^T H_L J v`` for flat ``v``; ``outputs`` must still hold its graph."""
+    u = torch.zeros_like(outputs, requires_grad=True)
+    jtu = torch.autograd.grad(outputs, params, grad_outputs=u, create_graph=True)
+    sizes = [p.numel() for p in params]
+
+    def product(v: Tensor) -> Tensor:
+        pieces = [piece.view_as(p) for piece, p in zip(v.split(sizes), params)]
+        (jv,) = torch.autograd.grad(jtu, u, grad_outputs=pieces, retain_graph=True)
+        hjv = output_hessian_product(outputs.detach(), jv, likelihood)
+        jthjv = torch.autograd.grad(outputs, params, grad_outputs=hjv, retain_graph=True)
+        return torch.cat([t.reshape(-1) for t in jthjv])
+
+    return product
+
+
+class GaussNewton(Solver):
+    """Damped GGN steps solved by CG; the GGN is positive semi-definite, so ``d`` is a descent direction."""
+
+    def __init__(self, lr: float = 1.0, damping: float = 1e-3, cg_iters: int = 20, cg_tol: float = 1e-10) -> None:
+        super().__init__(lr)
+        self.damping = check_nonnegative("optimizer.damping", damping)
+        self.cg_iters = check_count("optimizer.cg_iters", cg_iters)
+        self.cg_tol = check_nonnegative("optimizer.cg_tol", cg_tol)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        # the GGN direction is written into p.grad and applied by plain SGD: p -= lr * d
+        return torch.optim.SGD([p for _, p in trainable(model)], lr=self.lr)
+
+    def step(self, ctx: StepContext) -> Tensor:
+        out = ctx.forward()
+        ctx.backward(out.loss, retain_graph=True)
+        params = ctx.parameters()
+        gradient = torch.cat([p.grad.reshape(-1) for p in params])
+        ggn = ggn_vector_product(out.outputs, params, ctx.task.problem.likelihood)
+
+        def damped(v: Tensor) -> Tensor:
+            ctx.costs.hvp += 1
+            return ggn(v) + self.damping * v
+
+        direction = conjugate_gradient(damped, gradient, self.cg_iters, self.cg_tol)
+        for p, d in zip(params, direction.split([p.numel() for p in params])):
+            p.grad = d.view_as(p).clone()
+        ctx.clip_gradients()
+        ctx.optimizer_step()
+        ctx.zero_grad()
+        return out.loss.detach()
