@@ -113,6 +113,20 @@ class StepContext:
         self.costs.flops += n * self._flops_per_item * self._last_items
         return torch.cat([row.reshape(n, -1) for row in rows], dim=1)
 
+    def hutchinson(self) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+        """Loss and gradient with one Hutchinson probe: ``(loss, params, z, Hz)`` for Rademacher ``z``.
+
+        The backward keeps its graph for the one HVP; afterwards ``p.grad`` holds plain, detached
+        gradients again (which also breaks the parameter-gradient reference cycle).
+        """
+        loss = self.forward_backward(create_graph=True)
+        params = [p for p in self.parameters() if p.grad is not None]
+        vectors = [rademacher_like(p) for p in params]
+        products = self.hvp([p.grad for p in params], vectors, params)
+        for p in params:
+            p.grad = p.grad.detach()
+        return loss, params, vectors, list(products)
+
     def clip_gradients(self) -> None:
         """Clip the global gradient norm to the run's ``grad_clip`` (no-op when unset); record the norm."""
         max_norm = self.task.grad_clip
@@ -125,6 +139,24 @@ class StepContext:
 
     def zero_grad(self) -> None:
         self.task.solver.optimizer.zero_grad(set_to_none=True)
+
+    def finish_step(self) -> None:
+        """Clip the gradients in ``p.grad``, step the optimizer, zero the gradients."""
+        self.clip_gradients()
+        self.optimizer_step()
+        self.zero_grad()
+
+    def step_along(self, direction: Tensor) -> None:
+        """Move along a flat ``direction`` (Newton-type solvers): it becomes ``p.grad``, then a step."""
+        params = self.parameters()
+        for p, d in zip(params, direction.split([p.numel() for p in params])):
+            p.grad = d.view_as(p).clone()
+        self.finish_step()
+
+
+def rademacher_like(p: Tensor) -> Tensor:
+    """Entries +1 or -1 with equal probability (``randint``'s upper bound is exclusive: 2, not 1)."""
+    return torch.randint_like(p, 0, 2).mul_(2).sub_(1)
 
 
 def evaluate_closure(closure: Callable[[], Tensor] | None) -> Tensor | None:
@@ -168,9 +200,7 @@ class Solver(ABC):
     def step(self, ctx: StepContext) -> Tensor:
         """One training step; the default is forward, backward, clip, optimizer step."""
         loss = ctx.forward_backward()
-        ctx.clip_gradients()
-        ctx.optimizer_step()
-        ctx.zero_grad()
+        ctx.finish_step()
         return loss
 
     def train_mode(self) -> None:

@@ -8,7 +8,8 @@ import torch
 from conftest import compose
 from framework.problem import sampled_loss
 from framework.runner import execute, prepare
-from plugins.solvers.adahessian import hutchinson_diagonal, rademacher_like
+from framework.solver import rademacher_like
+from plugins.solvers.adahessian import hutchinson_diagonal
 from plugins.solvers.sophia import SophiaGOptimizer
 
 

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import venv
-from pathlib import Path
 
 import pytest
 

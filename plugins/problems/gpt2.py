@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 from framework.errors import check_count, require
@@ -63,8 +64,6 @@ class GPT2(Problem):
         return self.model.flops_per_token()
 
     def train_loader(self, seed: int) -> DataLoader:
-        import torch
-
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(self.train_windows, batch_size=self.batch_size, shuffle=True, drop_last=True,
                           generator=generator)
@@ -77,6 +76,3 @@ class GPT2(Problem):
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         return Forward(loss=loss, outputs=logits, items=y.numel())
-
-    def validation_metrics(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        return {"loss": self.forward(model, batch).loss}

@@ -19,11 +19,6 @@ from framework.partitions import trainable
 from framework.solver import Solver, StepContext, evaluate_closure
 
 
-def rademacher_like(p: Tensor) -> Tensor:
-    """Entries +1 or -1 with equal probability (``randint``'s upper bound is exclusive: 2, not 1)."""
-    return torch.randint_like(p, 0, 2).mul_(2).sub_(1)
-
-
 def hutchinson_diagonal(vector: Tensor, product: Tensor) -> Tensor:
     """``|z * Hz|``, averaged over the kernel's spatial dimensions for a 4-D convolution weight."""
     diagonal = (vector * product).abs()
@@ -109,17 +104,9 @@ class AdaHessian(Solver):
 
     def step(self, ctx: StepContext) -> Tensor:
         if self.curvature_due(ctx.step):
-            loss = ctx.forward_backward(create_graph=True)
-            params = [p for p in ctx.parameters() if p.grad is not None]
-            grads = [p.grad for p in params]
-            vectors = [rademacher_like(p) for p in params]
-            products = ctx.hvp(grads, vectors, params)
+            loss, params, vectors, products = ctx.hutchinson()
             self.optimizer.update_hessian(params, [hutchinson_diagonal(v, hv) for v, hv in zip(vectors, products)])
-            for p in params:
-                p.grad = p.grad.detach()
         else:
             loss = ctx.forward_backward()
-        ctx.clip_gradients()
-        ctx.optimizer_step()
-        ctx.zero_grad()
+        ctx.finish_step()
         return loss

@@ -78,10 +78,5 @@ class GaussNewton(Solver):
             ctx.costs.hvp += 1
             return ggn(v) + self.damping * v
 
-        direction = conjugate_gradient(damped, gradient, self.cg_iters, self.cg_tol)
-        for p, d in zip(params, direction.split([p.numel() for p in params])):
-            p.grad = d.view_as(p).clone()
-        ctx.clip_gradients()
-        ctx.optimizer_step()
-        ctx.zero_grad()
+        ctx.step_along(conjugate_gradient(damped, gradient, self.cg_iters, self.cg_tol))
         return out.loss.detach()

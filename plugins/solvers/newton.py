@@ -70,12 +70,7 @@ class Newton(Solver):
         else:
             loss = ctx.forward_backward()
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
-        direction = torch.cholesky_solve(gradient.unsqueeze(1), self.factor).squeeze(1)
-        for p, d in zip(params, direction.split([p.numel() for p in params])):
-            p.grad = d.view_as(p).clone()
-        ctx.clip_gradients()
-        ctx.optimizer_step()
-        ctx.zero_grad()
+        ctx.step_along(torch.cholesky_solve(gradient.unsqueeze(1), self.factor).squeeze(1))
         return loss
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from torch import Tensor
 
 from framework.partitions import decay_groups
 from framework.solver import Solver, StepContext
-from plugins.solvers.adahessian import rademacher_like
 from plugins.solvers.sophia import SophiaG, SophiaGOptimizer
 
 
@@ -47,15 +46,7 @@ class SophiaH(SophiaG):
         if not self.curvature_due(ctx.step):
             return Solver.step(self, ctx)  # a plain first-order step
         # the HVP reuses this step's own forward: the graph is kept on curvature steps only
-        loss = ctx.forward_backward(create_graph=True)
-        params = [p for p in ctx.parameters() if p.grad is not None]
-        grads = [p.grad for p in params]
-        vectors = [rademacher_like(p) for p in params]
-        products = ctx.hvp(grads, vectors, params)
-        for p in params:
-            p.grad = p.grad.detach()
-        ctx.clip_gradients()
-        ctx.optimizer_step()
-        ctx.zero_grad()
+        loss, params, vectors, products = ctx.hutchinson()
+        ctx.finish_step()
         self.optimizer.update_hessian_estimate(params, [v * hv for v, hv in zip(vectors, products)])
         return loss
