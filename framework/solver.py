@@ -84,6 +84,46 @@ class StepContext:
 
         return evaluate
 
+    @contextlib.contextmanager
+    def loss_closure(self, differentiable_twice: bool = False) -> Iterator[Callable[[], Tensor]]:
+        """A closure for optimizers that differentiate by themselves (PSGD): a counted forward that returns
+        the loss with its graph and calls no backward.
+
+        The optimizer's own autograd calls are counted through hooks, while the context is open: a
+        gradient of the loss counts as a backward (graph-keeping when taken with ``create_graph``), and
+        any other differentiation that reaches the parameters, such as a Hessian-vector product, as an
+        HVP. Lightning's precision plugin does not see these backwards, so there is no loss scaling
+        (use fp32 or bf16). ``differentiable_twice`` selects the attention kernel that has a second
+        derivative, as ``forward_backward(create_graph=True)`` does.
+        """
+        in_backward = False
+
+        def on_loss_gradient(_: Tensor) -> None:
+            nonlocal in_backward
+            in_backward = True
+            self.costs.backward += 1
+            self.costs.graph_backward += int(torch.is_grad_enabled())
+            self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
+
+        def on_parameter_gradient(_: Tensor) -> None:
+            nonlocal in_backward
+            if not in_backward:
+                self.costs.hvp += 1
+                self.costs.flops += self._flops_per_item * self._last_items
+            in_backward = False
+
+        def evaluate() -> Tensor:
+            with torch.enable_grad(), _math_attention() if differentiable_twice else contextlib.nullcontext():
+                loss = self.forward().loss
+            loss.register_hook(on_loss_gradient)
+            return loss
+
+        handle = self.parameters()[0].register_hook(on_parameter_gradient)
+        try:
+            yield evaluate
+        finally:
+            handle.remove()
+
     def sampled_forward_backward(self) -> int:
         """Backward of the loss against targets sampled from the model's own predictions.
 

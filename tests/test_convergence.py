@@ -1,6 +1,9 @@
-"""Behaviour on the convex problem: Newton converges quadratically, Newton and L-BFGS reach the optimum."""
+"""Behaviour on convex problems: Newton converges quadratically, Newton and L-BFGS reach the optimum,
+PSGD recovers Newton's preconditioner."""
 
 from __future__ import annotations
+
+import math
 
 import pytorch_lightning as pl
 import torch
@@ -75,3 +78,40 @@ def test_newton_refuses_a_hessian_that_does_not_fit(run_dir):
         assert "26,122 parameters needs 2,603 MB" in str(error)
     else:
         raise AssertionError("a 2.6 GB Hessian was accepted under a 100 MB limit")
+
+
+def test_psgd_learns_the_inverse_hessian_and_beats_gradient_descent():
+    """On 1/2 w^T H w + b^T w with a Kronecker-structured H = A (x) B of condition number 900, PSGD
+    (lr=1, no momentum) fits P towards H^-1 from HVPs alone and reaches the minimum to 1e-10 in 200
+    steps; gradient descent with its best fixed step contracts the error by (k-1)/(k+1) = 0.998 per
+    step, which would leave 64% of it."""
+    from plugins.solvers.psgd import KronPSGDOptimizer, precondition
+
+    torch.manual_seed(0)
+
+    def spd(n: int, cond: float) -> torch.Tensor:
+        q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+        return q @ torch.diag(torch.logspace(0, math.log10(cond), n, dtype=torch.float64)) @ q.T
+
+    hessian = torch.kron(spd(3, 30), spd(4, 30))
+    b = torch.randn(12, dtype=torch.float64)
+    optimum = -torch.linalg.solve(hessian, b)
+    w = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    opt = KronPSGDOptimizer([w], lr=1.0, lr_preconditioner=0.1, momentum=0.0, weight_decay=0.0, init_scale=None,
+                            max_size=100, max_skew=float("inf"), update_every=1, max_update_norm=None)
+
+    def fit_error() -> float:
+        basis = torch.eye(12, dtype=torch.float64)
+        p = torch.stack([precondition(e.view(3, 4), opt.state[w]["factors"]).reshape(-1) for e in basis], 1)
+        return ((p @ hessian - basis).norm() / 12**0.5).item()
+
+    start = optimum.norm().item()
+    opt.step(lambda: 0.5 * w.reshape(-1) @ hessian @ w.reshape(-1) + b @ w.reshape(-1))
+    first_fit = fit_error()
+    for _ in range(199):
+        opt.step(lambda: 0.5 * w.reshape(-1) @ hessian @ w.reshape(-1) + b @ w.reshape(-1))
+    error = (w.detach().reshape(-1) - optimum).norm().item()
+    print(f"PSGD: |w - w*| from {start:.3g} to {error:.3g}; |PH - I| from {first_fit:.3g} to {fit_error():.3g}")
+    assert error < 1e-10 * start
+    assert ((900 - 1) / (900 + 1)) ** 200 > 0.6
+    assert fit_error() < 0.2 * first_fit

@@ -136,3 +136,11 @@ def test_hutchinson_estimates_the_hessian_diagonal():
     # the estimate used by AdaHessian is its absolute value, averaged over 4-D kernels' spatial dims
     kernel = hutchinson_diagonal(torch.ones(2, 2, 3, 3), torch.arange(36.0).view(2, 2, 3, 3))
     assert torch.equal(kernel[0, 0], torch.full((3, 3), 4.0))
+
+
+def test_psgd_differentiates_its_own_closure_and_is_counted(run_dir):
+    """PSGD's closure only runs the forward; the optimizer's own gradient and HVP are still counted."""
+    _, summary = _run(run_dir, "optimizer=psgd", "optimizer.update_every=3", "model=mlp", "trainer.max_steps=10")
+    costs = summary["costs"]
+    assert costs["forward"] == costs["backward"] == 10
+    assert costs["hvp"] == costs["graph_backward"] == 4  # preconditioner fits at steps 0, 3, 6, 9

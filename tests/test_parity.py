@@ -228,3 +228,169 @@ def test_conjugate_gradient_solves_in_n_steps():
     b = torch.randn(6, dtype=torch.float64)
     torch.testing.assert_close(conjugate_gradient(lambda v: spd @ v, b, iters=6, tol=0.0),
                                torch.linalg.solve(spd, b), rtol=1e-6, atol=1e-9)
+
+
+def test_soap_matches_the_paper_in_float64():
+    """Vyas et al. 2024, Algorithm 3 with numpy's eigh and QR: the first step only builds the bases;
+    then Adam on QL^T G QR with momentum in the original basis, the factors updated after the step, and
+    every f steps one power iteration + QR with columns sorted by diag(Q^T L Q) and v permuted alike.
+    ``max_dim=4`` keeps the identity on the kernel's 18-wide side (its factor would be rank 2, so its
+    eigenbasis would not be unique and no two eigh implementations need agree on it)."""
+    from plugins.solvers.soap import SOAPOptimizer
+
+    lr, b1, b2, beta, eps, wd, every = 0.01, 0.9, 0.95, 0.8, 1e-8, 0.1, 2
+    grads_seq = _sequence(7, 8)
+    got = _run(SOAPOptimizer, dict(lr=lr, betas=(b1, b2), shampoo_beta=beta, eps=eps, weight_decay=wd,
+                                   precondition_frequency=every, max_dim=4), grads_seq)
+    params = [p.numpy().copy() for p in _sequence(1, 99)[0]]
+    state: dict[int, dict] = {}
+    for grads in grads_seq:
+        for i, grad in enumerate(grads):
+            g = grad.numpy().reshape(grad.shape[0], -1) if grad.ndim > 1 else grad.numpy()
+            sides = [n if g.ndim == 2 and n <= 4 else 0 for n in (g.shape + (0,))[:2]]
+            s = state.setdefault(i, {"t": 0, "m": np.zeros_like(g), "v": np.zeros_like(g),
+                                     "F": [np.zeros((n, n)) if n else None for n in sides], "Q": None})
+            if s["Q"] is not None:
+                s["t"] += 1
+                ql, qr = (q if q is not None else np.eye(n) for q, n in zip(s["Q"], g.shape + (1,)))
+                rotated = ql.T @ g @ qr if g.ndim == 2 else g
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["v"] = b2 * s["v"] + (1 - b2) * rotated**2
+                m_rot = ql.T @ s["m"] @ qr if g.ndim == 2 else s["m"]
+                n_rot = m_rot / (np.sqrt(s["v"]) + eps)
+                direction = ql @ n_rot @ qr.T if g.ndim == 2 else n_rot
+                size = lr * np.sqrt(1 - b2 ** s["t"]) / (1 - b1 ** s["t"])
+                params[i] = params[i] - size * direction.reshape(grad.shape)
+                params[i] = params[i] * (1 - lr * wd)  # one group here: every tensor decays
+            outer = [g @ g.T, g.T @ g] if g.ndim == 2 else [None, None]
+            s["F"] = [None if f is None else beta * f + (1 - beta) * o for f, o in zip(s["F"], outer)]
+            if s["Q"] is None:
+                s["Q"] = [None if f is None else np.linalg.eigh(f)[1][:, ::-1] for f in s["F"]]
+            elif s["t"] % every == 0:
+                for axis, (f, q) in enumerate(zip(s["F"], s["Q"])):
+                    if f is None:
+                        continue
+                    order = np.argsort(-np.diag(q.T @ f @ q), kind="stable")
+                    s["Q"][axis] = np.linalg.qr((f @ q)[:, order])[0]
+                    s["v"] = np.take(s["v"], order, axis=axis)
+    _assert_close(got, [torch.from_numpy(np.ascontiguousarray(p)) for p in params])
+
+
+def _kron_reference_fit(factors, v, h, lr):
+    """Li 2018 on the explicit Kronecker product: Q = kron(Q_1, Q_2), A = Q h, B = solve(Q^T, v)."""
+    dense = [q if q.ndim == 2 else np.diag(q) for q in factors]
+    q_full = dense[0] if len(dense) == 1 else np.kron(dense[0], dense[1])
+    a = (q_full @ h.reshape(-1)).reshape(h.shape)
+    b = np.linalg.solve(q_full.T, v.reshape(-1)).reshape(v.shape)
+    new = []
+    for axis, q in enumerate(factors):
+        ya, yb = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1), np.moveaxis(b, axis, 0).reshape(b.shape[axis], -1)
+        t1, t2 = ya @ ya.T, yb @ yb.T
+        if q.ndim == 2:
+            s = t1 + t2
+            x = s[:, np.argmax(np.linalg.norm(s, axis=0))]
+            new.append(q - lr / np.linalg.norm(s @ (x / np.linalg.norm(x))) * np.triu(t1 - t2) @ q)
+        else:
+            d1, d2 = np.diag(t1), np.diag(t2)
+            new.append(q - lr / np.abs(d1 + d2).max() * (d1 - d2) * q)
+    return new
+
+
+def test_psgd_kron_matches_the_paper_in_float64():
+    """PSGD Kron, Newton type, on a quadratic 1/2 w^T H w + b^T w per tensor (so g and Hv are exact):
+    factors fitted on the explicit Kronecker product, P = Q^T Q, moving-average momentum, the update's
+    global norm clipped, decoupled weight decay. ``max_skew=2`` gives dense x dense (4x3), a diagonal
+    vector (5), diagonal x dense (6x2) and dense x diagonal (a 2x2x3x3 kernel as 2x18)."""
+    from plugins.solvers.psgd import KronPSGDOptimizer
+
+    shapes = [(4, 3), (5,), (6, 2), (2, 2, 3, 3)]
+    lr, lr_p, mu, wd, every, clip, steps = 0.3, 0.2, 0.5, 0.1, 2, 2.0, 7
+    gen = torch.Generator().manual_seed(11)
+    hessians, linear = [], []
+    for s in shapes:
+        n = int(np.prod(s))
+        m = torch.randn(n, n, dtype=torch.float64, generator=gen)
+        hessians.append(m @ m.T / n + torch.eye(n, dtype=torch.float64))
+        linear.append(torch.randn(n, dtype=torch.float64, generator=gen))
+    start = [torch.randn(s, dtype=torch.float64, generator=gen) for s in shapes]
+
+    params = [w.clone().requires_grad_() for w in start]
+    opt = KronPSGDOptimizer(params, lr=lr, lr_preconditioner=lr_p, momentum=mu, weight_decay=wd, init_scale=None,
+                            max_size=100, max_skew=2.0, update_every=every, max_update_norm=clip)
+
+    def closure():
+        return sum(0.5 * p.reshape(-1) @ hm @ p.reshape(-1) + b @ p.reshape(-1)
+                   for p, hm, b in zip(params, hessians, linear))
+
+    torch.manual_seed(5)
+    for _ in range(steps):
+        opt.step(closure)
+
+    torch.manual_seed(5)  # the same probe vectors, drawn in the same order
+    w = [p.numpy().copy() for p in start]
+    hs, bs = [hm.numpy() for hm in hessians], [b.numpy() for b in linear]
+    views = [(4, 3), (5,), (6, 2), (2, 18)]
+    factors, momenta = None, [np.zeros(s) for s in shapes]
+    for t in range(steps):
+        grads = [(hm @ x.reshape(-1) + b).reshape(x.shape) for x, hm, b in zip(w, hs, bs)]
+        if t % every == 0:
+            vs = [torch.randn(s, dtype=torch.float64).numpy() for s in shapes]
+            hvs = [(hm @ v.reshape(-1)).reshape(v.shape) for v, hm in zip(vs, hs)]
+            if factors is None:
+                scale = (np.mean(np.concatenate([v.ravel() for v in vs]) ** 2)
+                         / np.mean(np.concatenate([h.ravel() for h in hvs]) ** 2)) ** 0.25
+                kinds = [["dense", "dense"], ["diag"], ["diag", "dense"], ["dense", "diag"]]
+                factors = [[scale ** (1 / len(k)) * (np.eye(n) if kind == "dense" else np.ones(n))
+                            for kind, n in zip(k, view)] for k, view in zip(kinds, views)]
+            factors = [_kron_reference_fit(f, v.reshape(view), h.reshape(view), lr_p)
+                       for f, v, h, view in zip(factors, vs, hvs, views)]
+        updates = []
+        for i, g in enumerate(grads):
+            momenta[i] = mu * momenta[i] + (1 - mu) * g
+            dense = [q if q.ndim == 2 else np.diag(q) for q in factors[i]]
+            q_full = dense[0] if len(dense) == 1 else np.kron(dense[0], dense[1])
+            updates.append((q_full.T @ q_full @ momenta[i].reshape(-1)).reshape(g.shape))
+        norm = np.sqrt(sum((u**2).sum() for u in updates))
+        updates = [u * min(1.0, clip / norm) for u in updates]
+        w = [x * (1 - lr * wd) - lr * u for x, u in zip(w, updates)]
+    _assert_close([p.detach() for p in params], [torch.from_numpy(x) for x in w])
+
+
+def test_schedulefree_adamw_matches_the_paper_in_float64():
+    """Defazio et al. 2024, Algorithm 1 in its x/z form: y = (1-b1) z + b1 x is where gradients are taken,
+    z -= lr_t (g / (sqrt(v_hat) + eps) + wd*y), x = (1-c) x + c z. Two documented choices of the authors'
+    package differ from the paper's listing and are written here as the package makes them: Adam's bias
+    correction sits in the denominator (the paper scales lr_t by sqrt(1 - b2^t)), and the averaging
+    weights are c = w_t / sum(w) with w_t = max(lr_0..lr_t)^2 (the paper uses lr_t^2, which folds the bias
+    correction in). In train mode the parameters hold y; after ``eval()`` they hold x."""
+    import schedulefree
+
+    lr, b1, b2, eps, wd, warmup = 0.05, 0.9, 0.99, 1e-8, 0.1, 3
+    grads_seq = _sequence(6, 9)
+    params = [p.clone().requires_grad_() for p in _sequence(1, 99)[0]]
+    opt = schedulefree.AdamWScheduleFree(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd,
+                                         warmup_steps=warmup, foreach=False)
+    opt.train()
+    for grads in grads_seq:
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+    in_train_mode = [p.detach().clone() for p in params]
+    opt.eval()
+
+    x = _sequence(1, 99)[0]
+    z = [p.clone() for p in x]
+    v = [torch.zeros_like(p) for p in x]
+    weight_sum, lr_max = 0.0, 0.0
+    for t, grads in enumerate(grads_seq):
+        lr_t = lr * min(1.0, (t + 1) / warmup)
+        lr_max = max(lr_max, lr_t)
+        weight_sum += lr_max**2
+        c = lr_max**2 / weight_sum
+        for i, g in enumerate(grads):
+            y = (1 - b1) * z[i] + b1 * x[i]
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            z[i] = z[i] - lr_t * (g / ((v[i] / (1 - b2 ** (t + 1))).sqrt() + eps) + wd * y)
+            x[i] = (1 - c) * x[i] + c * z[i]
+    _assert_close(in_train_mode, [(1 - b1) * zi + b1 * xi for zi, xi in zip(z, x)])
+    _assert_close([p.detach() for p in params], x)

@@ -3,6 +3,11 @@
 No learning-rate schedule: the optimizer keeps the point ``y`` where gradients are taken and the
 average ``x`` that is evaluated. It must be switched to ``x`` before validation and back after, which
 the loop does through :meth:`Solver.eval_mode` / :meth:`Solver.train_mode`.
+
+The package differs from the paper's Algorithm 1 in two documented ways, pinned by a parity test:
+Adam's bias correction sits in the denominator (``g / (sqrt(v / (1 - b2^t)) + eps)``) instead of
+scaling the step by ``sqrt(1 - b2^t)``, and the averaging weights are ``max(lr_0..lr_t)^2`` (uniform
+after warmup) instead of ``lr_t^2``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""SOAP (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"): Adam in Shampoo's eigenbasis.
+
+For a weight ``G`` viewed as a matrix (m x n; kernels as out x in*kh*kw), with Shampoo's factors
+``L = b*L + (1-b) G G^T`` and ``R = b*R + (1-b) G^T G`` and their eigenvector matrices ``QL``, ``QR``:
+
+* the first step only builds ``L``, ``R`` from its gradient and takes ``QL, QR`` from ``eigh``
+  (eigenvalues descending); it does not move the parameters, so a gradient never rotates itself;
+* every later step: ``m = b1*m + (1-b1) G`` (momentum kept in the original basis),
+  ``v = b2*v + (1-b2) (QL^T G QR)^2`` (second moment kept in the rotated basis),
+  ``p -= lr * sqrt(1-b2^t)/(1-b1^t) * QL [(QL^T m QR) / (sqrt(v) + eps)] QR^T``, then ``p -= lr*wd*p``;
+* after the update the factors take this step's gradient, and every ``precondition_frequency`` steps
+  each basis is refreshed by one power iteration and a QR decomposition: the columns of ``Q`` are
+  reordered by the estimated eigenvalues ``diag(Q^T L Q)`` (descending), ``Q = qr(L Q)``, and ``v`` is
+  permuted along that axis to follow its columns.
+
+A side longer than ``max_dim`` keeps the identity basis; vectors (biases, norms) get plain Adam. The
+factor EMA uses ``shampoo_beta``, which defaults to ``b2``. All of this follows the paper's Algorithm 3
+and the authors' released defaults (``lr=3e-3``, ``betas=(0.95, 0.95)``, ``precondition_frequency=10``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from framework.errors import check_betas, check_count, check_positive, check_unit_interval
+from framework.partitions import decay_groups
+from framework.solver import Solver, evaluate_closure
+
+
+def as_matrix(t: Tensor) -> Tensor:
+    """The matrix view of a weight (out x everything else); vectors stay 1-D."""
+    return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(-1)
+
+
+def eigenbasis(factor: Tensor) -> Tensor:
+    """Eigenvectors of a symmetric factor, ordered by descending eigenvalue (``eigh`` in float64)."""
+    _, vectors = torch.linalg.eigh(factor.double())
+    return vectors.flip(1).to(factor.dtype)
+
+
+def rotate(x: Tensor, bases: list[Tensor | None], back: bool = False) -> Tensor:
+    """``QL^T x QR`` (or ``QL x QR^T`` with ``back``); a missing basis is the identity on that side."""
+    left, right = bases
+    if left is not None:
+        x = (left if back else left.T) @ x
+    if right is not None:
+        x = x @ (right.T if back else right)
+    return x
+
+
+class SOAPOptimizer(torch.optim.Optimizer):
+    """The SOAP update, one tensor at a time (the matrix products dominate its cost)."""
+
+    def __init__(self, params: Iterable[Any], lr: float, betas: tuple[float, float], shampoo_beta: float,
+                 eps: float, weight_decay: float, precondition_frequency: int, max_dim: int) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "shampoo_beta": shampoo_beta, "eps": eps,
+                                  "weight_decay": weight_decay, "precondition_frequency": precondition_frequency,
+                                  "max_dim": max_dim})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: Tensor, group: dict) -> None:
+        g = as_matrix(p.grad)
+        state = self.state[p]
+        if not state:
+            self._initialize(state, g, group)
+            return
+        state["step"] += 1
+        t, (beta1, beta2) = state["step"], group["betas"]
+        bases = [state["left_basis"], state["right_basis"]]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(rotate(g, bases), rotate(g, bases), value=1 - beta2)
+        direction = rotate(rotate(m, bases) / (v.sqrt() + group["eps"]), bases, back=True)
+        step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        p.add_(direction.view_as(p), alpha=-step_size)
+        if group["weight_decay"]:
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+        self._accumulate(state, g, group)
+        if t % group["precondition_frequency"] == 0:
+            self._refresh_bases(state)
+
+    def _initialize(self, state: dict, g: Tensor, group: dict) -> None:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(g)
+        state["exp_avg_sq"] = torch.zeros_like(g)
+        sizes = g.shape if g.ndim == 2 else (None, None)  # vectors: no factors, plain Adam
+        for side, size in zip(("left", "right"), sizes):
+            preconditioned = size is not None and size <= group["max_dim"]
+            state[f"{side}_factor"] = g.new_zeros(size, size) if preconditioned else None
+        self._accumulate(state, g, group)
+        for side in ("left", "right"):
+            factor = state[f"{side}_factor"]
+            state[f"{side}_basis"] = None if factor is None else eigenbasis(factor)
+
+    def _accumulate(self, state: dict, g: Tensor, group: dict) -> None:
+        weight = 1 - group["shampoo_beta"]
+        if state["left_factor"] is not None:
+            state["left_factor"].lerp_(g @ g.T, weight)
+        if state["right_factor"] is not None:
+            state["right_factor"].lerp_(g.T @ g, weight)
+
+    def _refresh_bases(self, state: dict) -> None:
+        for axis, side in enumerate(("left", "right")):
+            factor, basis = state[f"{side}_factor"], state[f"{side}_basis"]
+            if factor is None:
+                continue
+            power = factor @ basis
+            order = torch.argsort((basis * power).sum(0), descending=True)
+            state[f"{side}_basis"] = torch.linalg.qr(power[:, order]).Q
+            state["exp_avg_sq"] = state["exp_avg_sq"].index_select(axis, order)
+
+
+class SOAP(Solver):
+    """SOAP with decoupled weight decay on matrices; ``shampoo_beta: null`` uses ``betas[1]``."""
+
+    def __init__(self, lr: float = 3e-3, betas: tuple[float, float] = (0.95, 0.95), shampoo_beta: float | None = None,
+                 eps: float = 1e-8, weight_decay: float = 0.01, precondition_frequency: int = 10,
+                 max_dim: int = 10000) -> None:
+        super().__init__(lr, weight_decay)
+        self.betas = check_betas("optimizer.betas", betas)
+        beta = self.betas[1] if shampoo_beta is None else shampoo_beta
+        self.shampoo_beta = check_unit_interval("optimizer.shampoo_beta", beta)
+        self.eps = check_positive("optimizer.eps", eps)
+        self.precondition_frequency = check_count("optimizer.precondition_frequency", precondition_frequency)
+        self.max_dim = check_count("optimizer.max_dim", max_dim)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        return SOAPOptimizer(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas,
+                             shampoo_beta=self.shampoo_beta, eps=self.eps, weight_decay=self.weight_decay,
+                             precondition_frequency=self.precondition_frequency, max_dim=self.max_dim)
