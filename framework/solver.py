@@ -194,6 +194,15 @@ class StepContext:
         self.finish_step()
 
 
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in an optimizer-state value, looking into lists and tuples (PSGD's factors)."""
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
+
+
 def rademacher_like(p: Tensor) -> Tensor:
     """Entries +1 or -1 with equal probability (``randint``'s upper bound is exclusive: 2, not 1)."""
     return torch.randint_like(p, 0, 2).mul_(2).sub_(1)
@@ -205,6 +214,24 @@ def evaluate_closure(closure: Callable[[], Tensor] | None) -> Tensor | None:
         return None
     with torch.enable_grad():
         return closure()
+
+
+class PerTensorOptimizer(torch.optim.Optimizer):
+    """A torch optimizer whose update is written one tensor at a time (matrix-product methods such as
+    Shampoo and SOAP, where per-tensor launches are not the cost): subclasses implement :meth:`update`."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+        return loss
+
+    def update(self, p: Tensor, group: dict) -> None:
+        """Update ``p`` in place from ``p.grad`` with its group's settings."""
+        raise NotImplementedError
 
 
 @contextlib.contextmanager
@@ -260,12 +287,7 @@ class Solver(ABC):
         """Memory held by the optimizer's state tensors, in bytes."""
         if self.optimizer is None:
             return 0
-        return sum(
-            value.numel() * value.element_size()
-            for state in self.optimizer.state.values()
-            for value in state.values()
-            if isinstance(value, Tensor)
-        )
+        return sum(_tensor_bytes(value) for state in self.optimizer.state.values() for value in state.values())
 
 
 

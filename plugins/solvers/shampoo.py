@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from framework.errors import check_count, check_positive
 from framework.partitions import trainable
-from framework.solver import Solver, evaluate_closure
+from framework.solver import PerTensorOptimizer, Solver
 
 
 def inverse_root(matrix: Tensor, root: int) -> Tensor:
@@ -26,7 +26,7 @@ def inverse_root(matrix: Tensor, root: int) -> Tensor:
     return ((vectors * values.clamp_min(1e-30).pow(-1.0 / root)) @ vectors.T).to(matrix.dtype)
 
 
-class ShampooOptimizer(torch.optim.Optimizer):
+class ShampooOptimizer(PerTensorOptimizer):
     """The Shampoo update; one left and one right factor per parameter (the left only for vectors)."""
 
     def __init__(self, params: Iterable[Any], lr: float, eps: float, root_every: int, max_dim: int) -> None:
@@ -37,16 +37,7 @@ class ShampooOptimizer(torch.optim.Optimizer):
             return None
         return group["eps"] * torch.eye(size, dtype=like.dtype, device=like.device)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
-        return loss
-
-    def _update(self, p: Tensor, group: dict) -> None:
+    def update(self, p: Tensor, group: dict) -> None:
         g = p.grad.reshape(p.shape[0], -1) if p.ndim > 1 else p.grad.reshape(-1, 1)
         state = self.state[p]
         if not state:

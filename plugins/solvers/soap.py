@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive, check_unit_interval
 from framework.partitions import decay_groups
-from framework.solver import Solver, evaluate_closure
+from framework.solver import PerTensorOptimizer, Solver
 
 
 def as_matrix(t: Tensor) -> Tensor:
@@ -52,7 +52,7 @@ def rotate(x: Tensor, bases: list[Tensor | None], back: bool = False) -> Tensor:
     return x
 
 
-class SOAPOptimizer(torch.optim.Optimizer):
+class SOAPOptimizer(PerTensorOptimizer):
     """The SOAP update, one tensor at a time (the matrix products dominate its cost)."""
 
     def __init__(self, params: Iterable[Any], lr: float, betas: tuple[float, float], shampoo_beta: float,
@@ -61,16 +61,7 @@ class SOAPOptimizer(torch.optim.Optimizer):
                                   "weight_decay": weight_decay, "precondition_frequency": precondition_frequency,
                                   "max_dim": max_dim})
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
-        return loss
-
-    def _update(self, p: Tensor, group: dict) -> None:
+    def update(self, p: Tensor, group: dict) -> None:
         g = as_matrix(p.grad)
         state = self.state[p]
         if not state:
