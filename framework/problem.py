@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from framework.errors import check_count, require
 
-Likelihood = Literal["categorical", "bernoulli", "gaussian"]
+Likelihood = Literal["categorical", "bernoulli", "gaussian", "none"]
 
 
 @dataclass

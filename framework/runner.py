@@ -89,6 +89,9 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     problem: Problem = build(cfg.model, "model")
     problem.check_target()
+    if solver.needs_likelihood and problem.likelihood == "none":
+        raise ConfigError("optimizer", type(solver).__name__, f"needs a predictive distribution (likelihood) "
+                          f"for its curvature, which model={_choices(cfg).get('model', type(problem).__name__)} does not have")
     problem.model = backend.prepare(problem.model)
     task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"))
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target)

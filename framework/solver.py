@@ -251,6 +251,9 @@ class Solver(ABC):
     outside its torch optimizer belongs in :meth:`state_dict`, so that runs resume exactly.
     """
 
+    #: whether steps use the problem's predictive distribution (sampled targets, output Hessians)
+    needs_likelihood: bool = False
+
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = check_nonnegative("optimizer.lr", lr)
         self.weight_decay = check_nonnegative("optimizer.weight_decay", weight_decay)

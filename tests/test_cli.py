@@ -38,6 +38,10 @@ def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
         "optimizer.lr=-0.1": "error: optimizer.lr=-0.1: must be a number >= 0",
         "optimizer.betas=[0.9,1.0]": "error: optimizer.betas[1]=1.0: must be in [0, 1)",
         "optimizer=sophia optimizer.k=0": "error: optimizer.k=0: must be an integer >= 1",
+        "optimizer=sophia model=rosenbrock": "error: optimizer='SophiaG': needs a predictive distribution "
+                                             "(likelihood) for its curvature, which model=rosenbrock does not have",
+        "model=logreg model.dataset=mnist": "error: model.dataset='mnist': must be one of "
+                                            "['breast_cancer', 'digits', 'iris', 'wine', 'synthetic']",
     }
     if not torch.cuda.is_available():
         cases["backend=cuda"] = "error: backend='cuda': no CUDA device is visible here; use backend=cpu or backend=auto"

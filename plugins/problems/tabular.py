@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from framework.errors import ConfigError, check_nonnegative, require
+from framework.errors import ConfigError, check_count, check_nonnegative, require
 from framework.problem import Forward, Problem
 
 
@@ -25,22 +25,46 @@ def _loaders() -> dict[str, Callable[..., Any]]:
     }
 
 
-def load_table(name: str, val_fraction: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(x_train, y_train, x_val, y_val) of a bundled scikit-learn data set, standardized on the train part.
+def synthetic_table(num_samples: int, num_features: int, condition_number: float) -> tuple[np.ndarray, np.ndarray]:
+    """Features with covariance of a chosen condition number, labels from a logistic model (seed 0).
 
-    The split is fixed (seed 0), so every run and every seed validates on the same rows.
+    ``x = z diag(s) Q^T`` with Gaussian ``z``, a random rotation ``Q`` and scales ``s`` log-spaced from 1
+    down to ``condition_number^-1/2``, so ``cov(x)`` has eigenvalues from 1 to ``1/condition_number``;
+    the labels are Bernoulli draws of ``sigmoid(x w)`` for a fixed random ``w`` of norm ``3 sqrt(d)``.
+    """
+    check_count("model.num_samples", num_samples, minimum=2)
+    check_count("model.num_features", num_features)
+    require(isinstance(condition_number, (int, float)) and condition_number >= 1, "model.condition_number",
+            condition_number, "must be a number >= 1")
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.standard_normal((num_features, num_features)))
+    scales = np.logspace(0, -0.5 * np.log10(condition_number), num_features)
+    x = rng.standard_normal((num_samples, num_features)) * scales @ rotation.T
+    w = rng.standard_normal(num_features)
+    w *= 3 * np.sqrt(num_features) / np.linalg.norm(w)
+    y = (rng.random(num_samples) < 1 / (1 + np.exp(-x @ w))).astype(np.int64)
+    return x, y
+
+
+def load_table(name: str, val_fraction: float, synthetic: dict[str, Any] | None = None
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x_train, y_train, x_val, y_val) of a bundled scikit-learn data set or the synthetic table.
+
+    The split is fixed (seed 0), so every run and every seed validates on the same rows. Bundled
+    tables are standardized on the train part; the synthetic one keeps its designed covariance.
     """
     loaders = _loaders()
-    if name not in loaders:
-        raise ConfigError("model.dataset", name, f"must be one of {sorted(loaders)}")
+    if name != "synthetic" and name not in loaders:
+        raise ConfigError("model.dataset", name, f"must be one of {sorted(loaders) + ['synthetic']}")
     require(0 < val_fraction < 1, "model.val_fraction", val_fraction, "must be in (0, 1)")
-    x, y = loaders[name](return_X_y=True)
+    x, y = synthetic_table(**(synthetic or {})) if name == "synthetic" else loaders[name](return_X_y=True)
     order = np.random.default_rng(0).permutation(len(x))
     n_val = max(1, int(round(len(x) * val_fraction)))
     val, train = order[:n_val], order[n_val:]
-    mean, std = x[train].mean(0), x[train].std(0)
-    std[std == 0] = 1.0
-    x = (x - mean) / std
+    if name != "synthetic":
+        mean, std = x[train].mean(0), x[train].std(0)
+        std[std == 0] = 1.0
+        x = (x - mean) / std
     as_x = lambda rows: torch.tensor(x[rows], dtype=torch.float32)  # noqa: E731
     as_y = lambda rows: torch.tensor(y[rows], dtype=torch.long)  # noqa: E731
     return as_x(train), as_y(train), as_x(val), as_y(val)
@@ -54,11 +78,11 @@ class TabularClassification(Problem):
     """
 
     def __init__(self, dataset: str, batch_size: int | None, val_fraction: float = 0.2, l2: float = 0.0,
-                 target: float | None = None) -> None:
+                 target: float | None = None, synthetic: dict[str, Any] | None = None) -> None:
         super().__init__(batch_size, target)
         self.dataset = dataset
         self.l2 = check_nonnegative("model.l2", l2)
-        self.x_train, self.y_train, self.x_val, self.y_val = load_table(dataset, val_fraction)
+        self.x_train, self.y_train, self.x_val, self.y_val = load_table(dataset, val_fraction, synthetic)
         self.num_features = self.x_train.shape[1]
         self.num_classes = int(torch.cat([self.y_train, self.y_val]).max()) + 1
         self.binary = self.num_classes == 2

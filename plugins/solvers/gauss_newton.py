@@ -57,6 +57,8 @@ def ggn_vector_product(outputs: Tensor, params: list[Tensor], likelihood: str) -
 class GaussNewton(Solver):
     """Damped GGN steps solved by CG; the GGN is positive semi-definite, so ``d`` is a descent direction."""
 
+    needs_likelihood = True  # the GGN's middle factor is the likelihood's output Hessian
+
     def __init__(self, lr: float = 1.0, damping: float = 1e-3, cg_iters: int = 20, cg_tol: float = 1e-10) -> None:
         super().__init__(lr)
         self.damping = check_nonnegative("optimizer.damping", damping)

@@ -86,6 +86,8 @@ class SophiaGOptimizer(torch.optim.Optimizer):
 class SophiaG(Solver):
     """SophiaG with the Gauss-Newton-Bartlett estimator every ``k`` steps (``k`` = the paper's k)."""
 
+    needs_likelihood = True
+
     def __init__(
         self,
         lr: float = 6e-4,

@@ -34,6 +34,8 @@ class SophiaHOptimizer(SophiaGOptimizer):
 class SophiaH(SophiaG):
     """SophiaH; one Hessian-vector product every ``k`` steps."""
 
+    needs_likelihood = False  # Hutchinson's estimate needs only the loss
+
     def __init__(self, lr: float = 6e-4, betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.05,
                  weight_decay: float = 0.2, k: int = 10, eps: float = 1e-12) -> None:
         super().__init__(lr, betas, rho, weight_decay, k, eps)
