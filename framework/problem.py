@@ -109,6 +109,10 @@ class Problem(ABC):
         """Metrics on one validation batch, averaged by the loop; must include ``self.metric``."""
         return {"loss": self.forward(model, batch).loss}
 
+    def data_info(self) -> dict[str, Any]:
+        """Where the data came from and how it was prepared (source, tokenizer), for ``summary.json``."""
+        return {}
+
     def items_per_batch(self) -> int:
         """Samples or tokens in one training batch."""
         return self.batch_size or 0

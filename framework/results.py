@@ -28,6 +28,8 @@ class MetricHistory(pl.Callback):
         self.mode = mode
         self.target = target
         self.points: list[dict[str, float]] = []
+        #: every ``val/*`` metric of the latest validation (curves such as icl-linreg's per-position error)
+        self.last_validation: dict[str, float] = {}
         self.train_seconds = 0.0
         self._started: float | None = None
 
@@ -42,6 +44,7 @@ class MetricHistory(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.key not in trainer.callback_metrics:
             return
+        self.last_validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         elapsed = self.train_seconds + (time.perf_counter() - self._started if self._started else 0.0)
         point = {
             "step": trainer.global_step,

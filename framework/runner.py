@@ -144,6 +144,8 @@ def execute(r: Run) -> dict[str, Any]:
             "costs": r.task.totals.as_dict(),
             "state_bytes": r.solver.state_bytes(),
             "parameters": r.problem.num_parameters(),
+            "data": r.problem.data_info(),
+            "validation": r.history.last_validation,
             "wall_clock_s": {"train": r.history.train_seconds, "total": time.perf_counter() - clock},
             "started_at": started.isoformat(),
             "backend": r.backend.describe(),

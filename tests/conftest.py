@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# token caches of the test session live in a temporary directory, never in the user's cache
+os.environ["OPTBENCH_CACHE"] = os.environ.get("OPTBENCH_TEST_CACHE") or __import__("tempfile").mkdtemp(prefix="optbench-")
+# Hugging Face data sets: local builders only, no hub lookups
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # quiet, fast runs: no W&B unless a test asks for it, no progress bars in the log
 QUIET = ["logger=local", "backend=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 

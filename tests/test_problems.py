@@ -80,3 +80,18 @@ def test_quadratic_has_the_chosen_spectrum_and_optimum():
     assert eigenvalues.max() / eigenvalues.min() == pytest.approx(50.0, rel=1e-9)
     assert problem.value(problem.optimum).item() == 0.0
     assert problem.value(torch.zeros(20, dtype=torch.float64)).item() > 0
+
+
+def test_icl_linreg_learns_in_context_and_reports_the_least_squares_line(run_dir):
+    """400 AdamW steps: the error falls, the per-position curve and the least-squares reference are in
+    summary.json; least squares is exact from d=5 examples on (noise-free) and 1 with none."""
+    summary = train(run_dir, "model=icl-linreg", "trainer.max_steps=400", "trainer.val_check_interval=400")
+    metric, curve = summary["metric"], summary["validation"]
+    model = [curve[f"val/mse_at{i:02d}"] for i in range(11)]
+    reference = [curve[f"val/lsq_at{i:02d}"] for i in range(11)]
+    print("icl-linreg error by examples in context:", [round(v, 3) for v in model])
+    print("least squares:                          ", [round(v, 3) for v in reference])
+    assert metric["final"] < 0.75 * metric["initial"]
+    assert 0.8 < reference[0] < 1.2 and all(v < 1e-6 for v in reference[5:])
+    assert sum(model[6:]) / 5 < 0.8 * model[0]  # more examples, smaller error: it reads the context
+    assert curve["val/lsq"] == pytest.approx(sum(reference) / 11, rel=1e-5)

@@ -31,10 +31,10 @@ def test_partitions_of_a_gpt():
     model = GPT(GPTShape(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=256))
     hidden, rest = hidden_matrices(model)
     ids = {id(p) for p in hidden}
-    assert id(model.wte.weight) not in ids and id(model.wpe.weight) not in ids  # embeddings, tied head
+    assert id(model.wte.weight) not in ids and id(model.backbone.wpe.weight) not in ids  # embeddings, tied head
     assert len(hidden) == 2 * 4  # qkv, attention proj, fc, mlp proj per block
     assert all(p.ndim == 2 for p in hidden) and all(p.ndim == 1 for p in rest if p is not model.wte.weight
-                                                     and p is not model.wpe.weight)
+                                                     and p is not model.backbone.wpe.weight)
     decay, no_decay = decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])

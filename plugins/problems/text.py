@@ -1,15 +1,18 @@
-"""Text corpora as byte tokens, and fixed-length windows over them for next-token prediction.
+"""Text sources for language modelling, and fixed-length windows over their tokens.
 
 The default corpus is the Python standard library's own source (``*.py`` under ``sysconfig``'s
 ``stdlib`` path, sorted, about 30 MB): it is on every machine that runs Python and needs no download.
-The byte-level tokenizer maps each byte to its value (vocabulary 256) and needs no vocabulary file.
+The user's own files, or a Hugging Face data set streamed through ``datasets``, replace it. Sources
+yield documents (bytes); :mod:`plugins.problems.tokens` tokenizes and caches them.
 """
 
 from __future__ import annotations
 
 import glob
+import platform
 import sysconfig
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +26,11 @@ def stdlib_sources() -> list[Path]:
     """The standard library's ``.py`` files in a fixed order (installed packages excluded)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and p.is_file())
+
+
+def stdlib_source() -> dict[str, Any]:
+    """What identifies the default corpus for the token cache: the interpreter's version and stdlib path."""
+    return {"kind": "stdlib", "python": platform.python_version(), "path": sysconfig.get_paths()["stdlib"]}
 
 
 def user_files(patterns: list[str]) -> list[Path]:
@@ -39,29 +47,80 @@ def user_files(patterns: list[str]) -> list[Path]:
     return files
 
 
-def read_bytes(files: list[Path], max_bytes: int | None) -> np.ndarray:
-    """The files' bytes joined by blank lines, cut at ``max_bytes``: the byte-level token stream."""
-    parts, total = [], 0
+def file_source(files: list[Path]) -> dict[str, Any]:
+    """What identifies these files' text for the token cache: paths, sizes, modification times."""
+    entries = []
     for path in files:
         try:
-            data = path.read_bytes() + b"\n\n"
+            stat = path.stat()
         except OSError as error:
             raise ConfigError("model.files", str(path), f"cannot be read ({error.strerror})") from None
-        parts.append(data)
-        total += len(data)
-        if max_bytes is not None and total >= max_bytes:
-            break
-    stream = b"".join(parts)[:max_bytes]
-    if len(stream) < 2:
-        raise ConfigError("model.files", [str(f) for f in files], "hold too little text to train on")
-    return np.frombuffer(stream, dtype=np.uint8)
+        entries.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    return {"kind": "files", "files": entries}
+
+
+def file_documents(files: list[Path]) -> Iterator[bytes]:
+    """Each file's bytes, one document per file; an unreadable file is a one-line error naming it."""
+    for path in files:
+        try:
+            yield path.read_bytes()
+        except OSError as error:
+            raise ConfigError("model.files", str(path), f"cannot be read ({error.strerror})") from None
+
+
+#: short names for the corpora of the optimizer literature: (Hugging Face data set, configuration)
+DATASETS = {
+    "openwebtext": ("Skylion007/openwebtext", None),
+    "fineweb-edu": ("HuggingFaceFW/fineweb-edu", "sample-10BT"),
+}
+
+
+def dataset_source(name: str, config: str | None, split: str, files: list[Path], text_field: str,
+                   max_documents: int | None) -> dict[str, Any]:
+    """What identifies a Hugging Face data set's text for the token cache."""
+    name, config = DATASETS.get(name, (name, config))
+    local = file_source(files)["files"] if files else None
+    return {"kind": "datasets", "name": name, "config": config, "split": split, "data_files": local,
+            "text_field": text_field, "max_documents": max_documents}
+
+
+def dataset_documents(source: dict[str, Any]) -> Iterator[bytes]:
+    """Stream the documents of a Hugging Face data set (``datasets.load_dataset(..., streaming=True)``).
+
+    A local builder with ``data_files`` (``model.dataset=text model.files=[...]``) works offline.
+    """
+    setting = f"model.dataset={source['name']!r}"
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("model.dataset", source["name"], "needs the datasets package "
+                          "(pip install 'optbench[data]')") from None
+    data_files = [entry[0] for entry in source["data_files"]] if source["data_files"] else None
+    try:
+        stream = datasets.load_dataset(source["name"], source["config"], split=source["split"],
+                                       data_files=data_files, streaming=True)
+        for index, record in enumerate(stream):
+            if source["max_documents"] is not None and index >= source["max_documents"]:
+                return
+            if source["text_field"] not in record:
+                raise ConfigError("model.text_field", source["text_field"],
+                                  f"is not a field of {setting} (fields: {sorted(record)})")
+            yield str(record[source["text_field"]]).encode()
+    except ConfigError:
+        raise
+    except Exception as error:  # unknown name, offline, missing split: the library says which
+        raise ConfigError("model.dataset", source["name"],
+                          f"cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
 
 
 class Windows(Dataset):
-    """Non-overlapping windows of ``block_size + 1`` tokens: (input, next-token targets) pairs."""
+    """Non-overlapping windows of ``block_size + 1`` tokens: (input, next-token targets) pairs.
+
+    ``tokens`` may be a memory map: a window is read from it only when asked for.
+    """
 
     def __init__(self, tokens: np.ndarray, block_size: int, limit: int | None = None) -> None:
-        self.tokens = torch.from_numpy(tokens.astype(np.int64))
+        self.tokens = tokens
         self.block_size = block_size
         count = (len(tokens) - 1) // block_size
         if count < 1:
@@ -74,5 +133,5 @@ class Windows(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         start = self.starts[index]
-        chunk = self.tokens[start : start + self.block_size + 1]
+        chunk = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]

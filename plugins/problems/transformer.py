@@ -53,6 +53,32 @@ class Block(nn.Module):
         return x + self.proj(F.gelu(self.fc(self.ln_2(x))))
 
 
+class Backbone(nn.Module):
+    """Learned positions, the blocks and the final LayerNorm: embeddings (B, T, C) in, features out."""
+
+    def __init__(self, shape: GPTShape) -> None:
+        super().__init__()
+        self.wpe = nn.Embedding(shape.block_size, shape.n_embd)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
+        self.ln_f = nn.LayerNorm(shape.n_embd, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.wpe(torch.arange(x.shape[1], device=x.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+
+def init_gpt2(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialization: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2 n_layer)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    for name, p in model.named_parameters():
+        if name.endswith("proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+
 class GPT(nn.Module):
     """GPT-2 (Radford et al. 2019) as trained in the Sophia paper: the 124M shape is 12 x 12 x 768."""
 
@@ -60,30 +86,16 @@ class GPT(nn.Module):
         super().__init__()
         self.shape = shape
         self.wte = nn.Embedding(shape.vocab_size, shape.n_embd)
-        self.wpe = nn.Embedding(shape.block_size, shape.n_embd)
-        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
-        self.ln_f = nn.LayerNorm(shape.n_embd, bias=False)
+        self.backbone = Backbone(shape)
         self.lm_head = nn.Linear(shape.n_embd, shape.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * shape.n_layer))
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        init_gpt2(self, shape.n_layer)
 
     def forward(self, idx: Tensor) -> Tensor:
-        positions = torch.arange(idx.shape[1], device=idx.device)
-        x = self.wte(idx) + self.wpe(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.lm_head(self.ln_f(x))
+        return self.lm_head(self.backbone(self.wte(idx)))
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N (N without position embeddings) + 12 * L * width * context."""
         s = self.shape
-        n = sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+        n = sum(p.numel() for p in self.parameters()) - self.backbone.wpe.weight.numel()
         return 6.0 * n + 12.0 * s.n_layer * s.n_embd * s.block_size

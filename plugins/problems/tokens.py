@@ -1,0 +1,161 @@
+"""Tokenizers and the token cache: text is tokenized once into a uint16 memmap keyed by source and tokenizer.
+
+A cache entry is ``<cache>/tokens/<key>.bin`` (the tokens, uint16, as nanoGPT stores them) beside
+``<key>.json`` (what it holds). The key hashes a description of the source (files with their sizes and
+modification times, or a data set's name, configuration, split and document limit) together with the
+tokenizer's name, so a changed file or another tokenizer makes a new entry. An entry is written under a
+temporary name and renamed into place when complete; workers and ranks that build it at the same time
+write identical files, and readers only ever see whole ones. The cache directory is ``model.cache_dir``,
+else ``$OPTBENCH_CACHE``, else ``$XDG_CACHE_HOME/optbench`` (``~/.cache/optbench``): never the source tree.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from framework.errors import ConfigError
+
+TOKEN_DTYPE = np.uint16
+
+
+def cache_root(override: str | None = None) -> Path:
+    """Where token caches live (see the module docstring for the order of precedence)."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("OPTBENCH_CACHE"):
+        return Path(os.environ["OPTBENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "optbench"
+
+
+@dataclass
+class ByteTokenizer:
+    """Each byte is a token (vocabulary 256); documents end with a blank line."""
+
+    name: str = "bytes"
+    vocab_size: int = 256
+    note: str = ""
+    calls: int = field(default=0, compare=False)
+
+    def encode(self, document: bytes) -> np.ndarray:
+        self.calls += 1
+        return np.frombuffer(document + b"\n\n", dtype=np.uint8).astype(TOKEN_DTYPE)
+
+
+@dataclass
+class GPT2Tokenizer:
+    """GPT-2's byte-pair encoding through ``tiktoken`` (vocabulary 50257); documents end with ``<|endoftext|>``."""
+
+    encoding: Any
+    name: str = "gpt2-bpe"
+    vocab_size: int = 50257
+    note: str = ""
+    calls: int = field(default=0, compare=False)
+
+    def encode(self, document: bytes) -> np.ndarray:
+        self.calls += 1
+        ids = self.encoding.encode_ordinary(document.decode("utf-8", errors="replace"))
+        ids.append(self.encoding.eot_token)
+        return np.asarray(ids, dtype=TOKEN_DTYPE)
+
+
+def load_tokenizer(choice: str) -> ByteTokenizer | GPT2Tokenizer:
+    """``bytes``, ``gpt2`` (an error when tiktoken cannot load it) or ``auto`` (GPT-2 BPE when it loads,
+    bytes otherwise, with the reason kept in ``note``). tiktoken loads the encoding from its cache
+    (``TIKTOKEN_CACHE_DIR``) or downloads it once."""
+    if choice == "bytes":
+        return ByteTokenizer()
+    if choice not in ("gpt2", "auto"):
+        raise ConfigError("model.tokenizer", choice, "must be one of ['auto', 'bytes', 'gpt2']")
+    try:
+        return GPT2Tokenizer(_gpt2_encoding(wait=None if choice == "gpt2" else AUTO_WAIT_S))
+    except Exception as error:  # not installed, offline without a cache, a corrupt cache file, too slow
+        reason = f"tiktoken cannot load the GPT-2 encoding ({type(error).__name__})"
+        if choice == "gpt2":
+            raise ConfigError("model.tokenizer", choice, f"is unavailable: {reason}; install tiktoken and go "
+                              "online once, or set TIKTOKEN_CACHE_DIR to a cache holding it") from None
+        return ByteTokenizer(note=f"auto chose bytes: {reason}")
+
+
+#: how long ``tokenizer=auto`` waits for tiktoken to load (or download) the encoding before using bytes
+AUTO_WAIT_S = 15.0
+
+
+def _gpt2_encoding(wait: float | None) -> Any:
+    """``tiktoken.get_encoding("gpt2")``; with ``wait``, give up after that many seconds (a download on a
+    network that neither answers nor refuses must not stall a run whose tokenizer is only a preference)."""
+    import tiktoken
+
+    if wait is None:
+        return tiktoken.get_encoding("gpt2")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(tiktoken.get_encoding, "gpt2").result(timeout=wait)
+    finally:
+        pool.shutdown(wait=False)
+
+
+@dataclass
+class TokenCache:
+    """The tokens of one source under one tokenizer, built on first use."""
+
+    tokens: np.ndarray
+    path: Path
+    built: bool
+
+
+def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes]],
+                  tokenizer: ByteTokenizer | GPT2Tokenizer, root: Path, max_bytes: int | None = None) -> TokenCache:
+    """Memory-map the cached tokens of ``source``, tokenizing ``documents()`` first if no entry exists.
+
+    ``max_bytes`` stops reading once that much text has been taken (the last document is cut).
+    """
+    description = {"source": source, "tokenizer": tokenizer.name, "max_bytes": max_bytes, "format": 1}
+    key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
+    folder = root / "tokens"
+    path = folder / f"{key}.bin"
+    built = not path.exists()
+    if built:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError("model.cache_dir", str(root), f"cannot be created ({error.strerror})") from None
+        count = _write_tokens(path, documents(), tokenizer, max_bytes)
+        _replace_atomically(path.with_suffix(".json"), json.dumps({**description, "tokens": count}, indent=1))
+    tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
+    return TokenCache(tokens=tokens, path=path, built=built)
+
+
+def _write_tokens(path: Path, documents: Iterable[bytes], tokenizer: ByteTokenizer | GPT2Tokenizer,
+                  max_bytes: int | None) -> int:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    count, taken = 0, 0
+    try:
+        with open(partial, "wb") as out:
+            for document in documents:
+                if max_bytes is not None:
+                    document = document[: max_bytes - taken]
+                    taken += len(document)
+                ids = tokenizer.encode(document)
+                out.write(ids.tobytes())
+                count += len(ids)
+                if max_bytes is not None and taken >= max_bytes:
+                    break
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
