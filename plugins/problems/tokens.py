@@ -15,7 +15,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -36,38 +36,49 @@ def cache_root(override: str | None = None) -> Path:
     return Path(base) / "optbench"
 
 
-@dataclass
-class ByteTokenizer:
-    """Each byte is a token (vocabulary 256); documents end with a blank line."""
+class Tokenizer:
+    """Turns a document into token ids (uint16) and counts how often it was asked to."""
 
-    name: str = "bytes"
-    vocab_size: int = 256
-    note: str = ""
-    calls: int = field(default=0, compare=False)
+    name: str
+    vocab_size: int
+
+    def __init__(self, note: str = "") -> None:
+        self.note = note  # why this tokenizer was chosen, where that was a fallback
+        self.calls = 0
 
     def encode(self, document: bytes) -> np.ndarray:
         self.calls += 1
+        return self._encode(document)
+
+    def _encode(self, document: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ByteTokenizer(Tokenizer):
+    """Each byte is a token (vocabulary 256); documents end with a blank line."""
+
+    name, vocab_size = "bytes", 256
+
+    def _encode(self, document: bytes) -> np.ndarray:
         return np.frombuffer(document + b"\n\n", dtype=np.uint8).astype(TOKEN_DTYPE)
 
 
-@dataclass
-class GPT2Tokenizer:
+class GPT2Tokenizer(Tokenizer):
     """GPT-2's byte-pair encoding through ``tiktoken`` (vocabulary 50257); documents end with ``<|endoftext|>``."""
 
-    encoding: Any
-    name: str = "gpt2-bpe"
-    vocab_size: int = 50257
-    note: str = ""
-    calls: int = field(default=0, compare=False)
+    name, vocab_size = "gpt2-bpe", 50257
 
-    def encode(self, document: bytes) -> np.ndarray:
-        self.calls += 1
+    def __init__(self, encoding: Any, note: str = "") -> None:
+        super().__init__(note)
+        self.encoding = encoding
+
+    def _encode(self, document: bytes) -> np.ndarray:
         ids = self.encoding.encode_ordinary(document.decode("utf-8", errors="replace"))
         ids.append(self.encoding.eot_token)
         return np.asarray(ids, dtype=TOKEN_DTYPE)
 
 
-def load_tokenizer(choice: str) -> ByteTokenizer | GPT2Tokenizer:
+def load_tokenizer(choice: str) -> Tokenizer:
     """``bytes``, ``gpt2`` (an error when tiktoken cannot load it) or ``auto`` (GPT-2 BPE when it loads,
     bytes otherwise, with the reason kept in ``note``). tiktoken loads the encoding from its cache
     (``TIKTOKEN_CACHE_DIR``) or downloads it once."""
@@ -113,7 +124,7 @@ class TokenCache:
 
 
 def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes]],
-                  tokenizer: ByteTokenizer | GPT2Tokenizer, root: Path, max_bytes: int | None = None) -> TokenCache:
+                  tokenizer: Tokenizer, root: Path, max_bytes: int | None = None) -> TokenCache:
     """Memory-map the cached tokens of ``source``, tokenizing ``documents()`` first if no entry exists.
 
     ``max_bytes`` stops reading once that much text has been taken (the last document is cut).
@@ -134,7 +145,7 @@ def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes
     return TokenCache(tokens=tokens, path=path, built=built)
 
 
-def _write_tokens(path: Path, documents: Iterable[bytes], tokenizer: ByteTokenizer | GPT2Tokenizer,
+def _write_tokens(path: Path, documents: Iterable[bytes], tokenizer: Tokenizer,
                   max_bytes: int | None) -> int:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     count, taken = 0, 0
