@@ -9,6 +9,7 @@ yield documents (bytes); :mod:`plugins.problems.tokens` tokenizes and caches the
 from __future__ import annotations
 
 import glob
+import logging
 import platform
 import sysconfig
 from pathlib import Path
@@ -96,6 +97,7 @@ def dataset_documents(source: dict[str, Any]) -> Iterator[bytes]:
         raise ConfigError("model.dataset", source["name"], "needs the datasets package "
                           "(pip install 'optbench[data]')") from None
     data_files = [entry[0] for entry in source["data_files"]] if source["data_files"] else None
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries would print before our one line
     try:
         stream = datasets.load_dataset(source["name"], source["config"], split=source["split"],
                                        data_files=data_files, streaming=True)
