@@ -87,7 +87,7 @@ def load_tokenizer(choice: str) -> Tokenizer:
     if choice not in ("gpt2", "auto"):
         raise ConfigError("model.tokenizer", choice, "must be one of ['auto', 'bytes', 'gpt2']")
     try:
-        return GPT2Tokenizer(_gpt2_encoding(wait=None if choice == "gpt2" else AUTO_WAIT_S))
+        return GPT2Tokenizer(_gpt2_encoding(wait=EXPLICIT_WAIT_S if choice == "gpt2" else AUTO_WAIT_S))
     except Exception as error:  # not installed, offline without a cache, a corrupt cache file, too slow
         reason = f"tiktoken cannot load the GPT-2 encoding ({type(error).__name__})"
         if choice == "gpt2":
@@ -96,17 +96,16 @@ def load_tokenizer(choice: str) -> Tokenizer:
         return ByteTokenizer(note=f"auto chose bytes: {reason}")
 
 
-#: how long ``tokenizer=auto`` waits for tiktoken to load (or download) the encoding before using bytes
+#: how long tiktoken may take to load (or download) the encoding: ``auto`` then uses bytes, ``gpt2`` fails
 AUTO_WAIT_S = 15.0
+EXPLICIT_WAIT_S = 120.0
 
 
-def _gpt2_encoding(wait: float | None) -> Any:
-    """``tiktoken.get_encoding("gpt2")``; with ``wait``, give up after that many seconds (a download on a
-    network that neither answers nor refuses must not stall a run whose tokenizer is only a preference)."""
+def _gpt2_encoding(wait: float) -> Any:
+    """``tiktoken.get_encoding("gpt2")``, given up after ``wait`` seconds: tiktoken downloads without a
+    timeout, and a network that neither answers nor refuses must not stall a run."""
     import tiktoken
 
-    if wait is None:
-        return tiktoken.get_encoding("gpt2")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
         return pool.submit(tiktoken.get_encoding, "gpt2").result(timeout=wait)
