@@ -95,6 +95,10 @@ class TabularClassification(Problem):
     def items_per_batch(self) -> int:
         return self.batch_size or len(self.x_train)
 
+    def data_info(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "train_rows": len(self.x_train), "val_rows": len(self.x_val),
+                "features": self.num_features, "classes": self.num_classes, "split_seed": 0}
+
     def train_loader(self, seed: int) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
         # every step sees a full batch: equal steps mean equal samples, and curvature scales stay fixed
