@@ -186,7 +186,8 @@ class PSGD(Solver):
                  weight_decay: float = 0.0, init_scale: float | None = None, max_size: int = 8192,
                  max_skew: float = 1.0, update_every: int = 1, max_update_norm: float | None = 1.0) -> None:
         super().__init__(lr, weight_decay)
-        require(0 < lr_preconditioner < 1, "optimizer.lr_preconditioner", lr_preconditioner, "must be in (0, 1)")
+        require(isinstance(lr_preconditioner, (int, float)) and 0 < lr_preconditioner < 1,
+                "optimizer.lr_preconditioner", lr_preconditioner, "must be in (0, 1)")
         self.lr_preconditioner = float(lr_preconditioner)
         self.momentum = check_unit_interval("optimizer.momentum", momentum)
         self.init_scale = None if init_scale is None else check_positive("optimizer.init_scale", init_scale)
