@@ -32,6 +32,11 @@ def check_positive(setting: str, value: float) -> float:
     return float(value)
 
 
+def check_at_least(setting: str, value: float, minimum: float) -> float:
+    require(isinstance(value, (int, float)) and value >= minimum, setting, value, f"must be a number >= {minimum:g}")
+    return float(value)
+
+
 def check_unit_interval(setting: str, value: float) -> float:
     """A decay rate such as a momentum or a beta: 0 <= value < 1."""
     require(isinstance(value, (int, float)) and 0 <= value < 1, setting, value, "must be in [0, 1)")

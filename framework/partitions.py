@@ -5,6 +5,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def matrix_view(t: Tensor) -> Tensor:
+    """How Kronecker-factored solvers see a tensor: weights as matrices (out x everything else, so a
+    conv kernel is out x in*kh*kw), vectors and scalars as vectors."""
+    return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(-1)
+
+
 def trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from framework.errors import check_count, check_positive, require
+from framework.errors import check_at_least, check_count, check_positive
 from framework.problem import Forward, Problem
 
 
@@ -81,8 +81,7 @@ class Quadratic(TestFunction):
 
     def __init__(self, dim: int = 100, condition_number: float = 100.0, target: float | None = 1e-6) -> None:
         check_count("model.dim", dim)
-        require(isinstance(condition_number, (int, float)) and condition_number >= 1, "model.condition_number",
-                condition_number, "must be a number >= 1")
+        check_at_least("model.condition_number", condition_number, 1)
         gen = torch.Generator().manual_seed(0)
         basis, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
         eigenvalues = torch.logspace(0, -math.log10(condition_number), dim, dtype=torch.float64)
@@ -101,7 +100,7 @@ class Rosenbrock(TestFunction):
     started at the classic ``(-1.2, 1, -1.2, 1, ...)``; ``b`` sets how narrow the curved valley is."""
 
     def __init__(self, dim: int = 2, b: float = 100.0, target: float | None = 1e-8) -> None:
-        require(isinstance(dim, int) and dim >= 2, "model.dim", dim, "must be an integer >= 2")
+        check_count("model.dim", dim, minimum=2)
         self.b = check_positive("model.b", b)
         start = torch.tensor([-1.2 if i % 2 == 0 else 1.0 for i in range(dim)])
         super().__init__(start, torch.ones(dim, dtype=torch.float64), target)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from framework.errors import check_count, check_nonnegative, require
+from framework.errors import check_at_least, check_count, check_nonnegative, require
 from framework.problem import Forward, Problem
 from plugins.problems.transformer import Backbone, GPTShape, init_gpt2
 
@@ -111,8 +111,7 @@ class InContextLinearRegression(Problem):
         super().__init__(batch_size, target)
         self.dim = check_count("model.dim", dim)
         n_points = check_count("model.n_points", n_points, minimum=2)
-        require(isinstance(condition_number, (int, float)) and condition_number >= 1, "model.condition_number",
-                condition_number, "must be a number >= 1")
+        check_at_least("model.condition_number", condition_number, 1)
         require(n_embd % n_head == 0, "model.n_embd", n_embd, f"must be divisible by model.n_head={n_head}")
         self.sampler = PromptSampler(self.dim, n_points, check_nonnegative("model.noise_std", noise_std),
                                      condition_number)

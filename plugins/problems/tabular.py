@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from framework.errors import ConfigError, check_count, check_nonnegative, require
+from framework.errors import ConfigError, check_at_least, check_count, check_nonnegative, require
 from framework.problem import Forward, Problem
 
 
@@ -34,8 +34,7 @@ def synthetic_table(num_samples: int, num_features: int, condition_number: float
     """
     check_count("model.num_samples", num_samples, minimum=2)
     check_count("model.num_features", num_features)
-    require(isinstance(condition_number, (int, float)) and condition_number >= 1, "model.condition_number",
-            condition_number, "must be a number >= 1")
+    check_at_least("model.condition_number", condition_number, 1)
     rng = np.random.default_rng(0)
     rotation, _ = np.linalg.qr(rng.standard_normal((num_features, num_features)))
     scales = np.logspace(0, -0.5 * np.log10(condition_number), num_features)

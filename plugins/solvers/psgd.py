@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from framework.errors import check_count, check_positive, check_unit_interval, require
-from framework.partitions import decay_groups
+from framework.partitions import decay_groups, matrix_view
 from framework.solver import Solver, StepContext
 
 
@@ -87,11 +87,6 @@ def fit_factors(factors: list[Tensor], v: Tensor, h: Tensor, lr: float) -> None:
             term1, term2 = ya.square().sum(1), yb.square().sum(1)
             scale = lr / (term1 + term2).abs().max().clamp_min(tiny)
             q.sub_(scale * (term1 - term2) * q)
-
-
-def matrix_view(t: Tensor) -> Tensor:
-    """Weights as matrices (out x rest), vectors and scalars as vectors."""
-    return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(-1)
 
 
 class KronPSGDOptimizer(torch.optim.Optimizer):

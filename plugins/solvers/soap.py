@@ -27,13 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive, check_unit_interval
-from framework.partitions import decay_groups
+from framework.partitions import decay_groups, matrix_view
 from framework.solver import PerTensorOptimizer, Solver
-
-
-def as_matrix(t: Tensor) -> Tensor:
-    """The matrix view of a weight (out x everything else); vectors stay 1-D."""
-    return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(-1)
 
 
 def eigenbasis(factor: Tensor) -> Tensor:
@@ -62,7 +57,7 @@ class SOAPOptimizer(PerTensorOptimizer):
                                   "max_dim": max_dim})
 
     def update(self, p: Tensor, group: dict) -> None:
-        g = as_matrix(p.grad)
+        g = matrix_view(p.grad)
         state = self.state[p]
         if not state:
             self._initialize(state, g, group)
