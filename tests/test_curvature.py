@@ -151,3 +151,6 @@ def test_psgd_differentiates_its_own_closure_and_is_counted(run_dir):
         sides = (p.shape[0], p[0].numel()) if p.ndim > 1 else (p.numel(),)
         expected += p.numel() + sum(n * n if 1 < n and n * n <= p.numel() else n for n in sides)
     assert summary["state_bytes"] == 4 * expected
+    # the gradient-whitening type fits to the gradient: no second derivative at all
+    _, summary = _run(run_dir / "whiten", "optimizer=psgd-whiten", "model=mlp", "trainer.max_steps=10")
+    assert summary["costs"]["backward"] == 10 and summary["costs"]["hvp"] == summary["costs"]["graph_backward"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from plugins.solvers.lion import LionOptimizer
@@ -296,8 +297,10 @@ def _kron_reference_fit(factors, v, h, lr):
     return new
 
 
-def test_psgd_kron_matches_the_paper_in_float64():
-    """PSGD Kron, Newton type, on a quadratic 1/2 w^T H w + b^T w per tensor (so g and Hv are exact):
+@pytest.mark.parametrize("fit", ["hessian", "gradient"])
+def test_psgd_kron_matches_the_paper_in_float64(fit):
+    """PSGD Kron on a quadratic 1/2 w^T H w + b^T w per tensor (so g and Hv are exact), fitted to (v, Hv)
+    (Newton type) or to (v, g) (gradient whitening):
     factors fitted on the explicit Kronecker product, P = Q^T Q, moving-average momentum, the update's
     global norm clipped, decoupled weight decay. ``max_skew=2`` gives dense x dense (4x3), a diagonal
     vector (5), diagonal x dense (6x2) and dense x diagonal (a 2x2x3x3 kernel as 2x18)."""
@@ -316,7 +319,7 @@ def test_psgd_kron_matches_the_paper_in_float64():
 
     params = [w.clone().requires_grad_() for w in start]
     opt = KronPSGDOptimizer(params, lr=lr, lr_preconditioner=lr_p, momentum=mu, weight_decay=wd, init_scale=None,
-                            max_size=100, max_skew=2.0, update_every=every, max_update_norm=clip)
+                            max_size=100, max_skew=2.0, update_every=every, max_update_norm=clip, fit=fit)
 
     def closure():
         return sum(0.5 * p.reshape(-1) @ hm @ p.reshape(-1) + b @ p.reshape(-1)
@@ -335,7 +338,7 @@ def test_psgd_kron_matches_the_paper_in_float64():
         grads = [(hm @ x.reshape(-1) + b).reshape(x.shape) for x, hm, b in zip(w, hs, bs)]
         if t % every == 0:
             vs = [torch.randn(s, dtype=torch.float64).numpy() for s in shapes]
-            hvs = [(hm @ v.reshape(-1)).reshape(v.shape) for v, hm in zip(vs, hs)]
+            hvs = [(hm @ v.reshape(-1)).reshape(v.shape) for v, hm in zip(vs, hs)] if fit == "hessian" else grads
             if factors is None:
                 scale = (np.mean(np.concatenate([v.ravel() for v in vs]) ** 2)
                          / np.mean(np.concatenate([h.ravel() for h in hvs]) ** 2)) ** 0.25

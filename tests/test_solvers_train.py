@@ -36,6 +36,8 @@ CASES = [
     ("soap", "mlp", [], 0.15),
     ("psgd", "logreg", [], 0.10),
     ("psgd", "mlp", [], 0.15),
+    ("psgd-whiten", "logreg", ["optimizer.lr=0.01"], 0.10),
+    ("psgd-whiten", "mlp", [], 0.15),
     ("gauss-newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
     ("gauss-newton", "mlp", ["optimizer.damping=1.0", "trainer.max_steps=60"], 0.15),
     ("newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),

@@ -21,12 +21,16 @@ step, as in the reference code); ``Q`` starts at ``init_scale^(1/k) * I`` for ``
 ``P_0 = sqrt(mean v^2 / mean h^2)``. Then momentum ``m = mu*m + (1-mu) g`` (a moving average, as in
 the reference), decoupled weight decay, the preconditioned step ``p -= lr * P m``, its global norm
 clipped at ``max_update_norm``. The loop's ``grad_clip`` does not apply, as with L-BFGS.
+
+``fit: gradient`` is PSGD's gradient-whitening type: the same fit on pairs ``(v, g)`` of a random
+vector and the gradient, whose solution is ``P = E[g g^T]^-1/2`` (an Adam/Shampoo-like preconditioner);
+it needs no second derivative (``optimizer=psgd-whiten``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -94,17 +98,22 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, lr_preconditioner: float, momentum: float,
                  weight_decay: float, init_scale: float | None, max_size: int, max_skew: float,
-                 update_every: int, max_update_norm: float | None) -> None:
+                 update_every: int, max_update_norm: float | None, fit: str = "hessian") -> None:
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
         self.settings = {"lr_preconditioner": lr_preconditioner, "init_scale": init_scale, "max_size": max_size,
-                         "max_skew": max_skew, "update_every": update_every, "max_update_norm": max_update_norm}
+                         "max_skew": max_skew, "update_every": update_every, "max_update_norm": max_update_norm,
+                         "fit": fit}
 
     def _params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"] if p.requires_grad]
 
     def fit_due(self) -> bool:
-        """Whether the next step fits the preconditioner (and so differentiates twice)."""
+        """Whether the next step fits the preconditioner."""
         return self.state[self._params()[0]].get("step", 0) % self.settings["update_every"] == 0
+
+    def differentiates_twice(self) -> bool:
+        """Whether the next step takes a Hessian-vector product (a due fit to the Hessian)."""
+        return self.settings["fit"] == "hessian" and self.fit_due()
 
     def _factors(self, p: Tensor, scale: float) -> list[Tensor]:
         shape = matrix_view(p).shape
@@ -122,20 +131,20 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
         if closure is None:
             raise ValueError("PSGD needs a closure that returns the loss (without calling backward)")
         params = self._params()
-        fit = self.fit_due()
+        fit, hessian = self.fit_due(), self.differentiates_twice()
         with torch.enable_grad():
             loss = closure()
-            grads = torch.autograd.grad(loss, params, create_graph=fit)
-            if fit:
-                vectors = [torch.randn_like(p) for p in params]
+            grads = torch.autograd.grad(loss, params, create_graph=hessian)
+            vectors = [torch.randn_like(p) for p in params] if fit else []
+            if hessian:
                 products = torch.autograd.grad(grads, params, grad_outputs=vectors)
         grads = [g.detach() for g in grads]
         if fit:
-            self._fit(params, vectors, products)
+            self._fit(params, vectors, products if hessian else grads)
         self._update(grads)
         return loss.detach()
 
-    def _fit(self, params: list[Tensor], vectors: list[Tensor], products: tuple[Tensor, ...]) -> None:
+    def _fit(self, params: list[Tensor], vectors: list[Tensor], products: Sequence[Tensor]) -> None:
         scale = self.settings["init_scale"]
         if scale is None:
             v2 = sum(v.square().sum() for v in vectors) / sum(v.numel() for v in vectors)
@@ -175,12 +184,16 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
 
 
 class PSGD(Solver):
-    """PSGD Kron, Newton type: one gradient with ``create_graph`` and one HVP every ``update_every`` steps."""
+    """PSGD Kron. ``fit: hessian`` (Newton type) takes the gradient with ``create_graph`` and one HVP every
+    ``update_every`` steps; ``fit: gradient`` (gradient whitening) fits to the gradient, with no HVP."""
 
     def __init__(self, lr: float = 0.1, lr_preconditioner: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 0.0, init_scale: float | None = None, max_size: int = 8192,
-                 max_skew: float = 1.0, update_every: int = 1, max_update_norm: float | None = 1.0) -> None:
+                 max_skew: float = 1.0, update_every: int = 1, max_update_norm: float | None = 1.0,
+                 fit: str = "hessian") -> None:
         super().__init__(lr, weight_decay)
+        require(fit in ("hessian", "gradient"), "optimizer.fit", fit, "must be 'hessian' or 'gradient'")
+        self.fit = fit
         require(isinstance(lr_preconditioner, (int, float)) and 0 < lr_preconditioner < 1,
                 "optimizer.lr_preconditioner", lr_preconditioner, "must be in (0, 1)")
         self.lr_preconditioner = float(lr_preconditioner)
@@ -197,8 +210,8 @@ class PSGD(Solver):
                                  lr_preconditioner=self.lr_preconditioner, momentum=self.momentum,
                                  weight_decay=self.weight_decay, init_scale=self.init_scale, max_size=self.max_size,
                                  max_skew=self.max_skew, update_every=self.update_every,
-                                 max_update_norm=self.max_update_norm)
+                                 max_update_norm=self.max_update_norm, fit=self.fit)
 
     def step(self, ctx: StepContext) -> Tensor:
-        with ctx.loss_closure(differentiable_twice=self.optimizer.fit_due()) as closure:
+        with ctx.loss_closure(differentiable_twice=self.optimizer.differentiates_twice()) as closure:
             return ctx.optimizer_step(closure)
