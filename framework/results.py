@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+
+from framework.files import atomic_file
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
@@ -87,9 +88,8 @@ class MetricHistory(pl.Callback):
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """Write ``summary.json`` atomically: readers see the old file or the whole new one, never half."""
     path = Path(run_dir) / SUMMARY
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **summary}, indent=2, default=str))
-    os.replace(tmp, path)
+    with atomic_file(path) as out:
+        out.write(json.dumps({"schema_version": SCHEMA_VERSION, **summary}, indent=2, default=str))
     return path
 
 

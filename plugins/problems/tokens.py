@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from framework.errors import ConfigError
+from framework.files import atomic_file
 
 TOKEN_DTYPE = np.uint16
 
@@ -139,33 +140,23 @@ def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes
         except OSError as error:
             raise ConfigError("model.cache_dir", str(root), f"cannot be created ({error.strerror})") from None
         count = _write_tokens(path, documents(), tokenizer, max_bytes)
-        _replace_atomically(path.with_suffix(".json"), json.dumps({**description, "tokens": count}, indent=1))
+        with atomic_file(path.with_suffix(".json")) as out:
+            out.write(json.dumps({**description, "tokens": count}, indent=1))
     tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
     return TokenCache(tokens=tokens, path=path, built=built)
 
 
 def _write_tokens(path: Path, documents: Iterable[bytes], tokenizer: Tokenizer,
                   max_bytes: int | None) -> int:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     count, taken = 0, 0
-    try:
-        with open(partial, "wb") as out:
-            for document in documents:
-                if max_bytes is not None:
-                    document = document[: max_bytes - taken]
-                    taken += len(document)
-                ids = tokenizer.encode(document)
-                out.write(ids.tobytes())
-                count += len(ids)
-                if max_bytes is not None and taken >= max_bytes:
-                    break
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(path, "wb") as out:
+        for document in documents:
+            if max_bytes is not None:
+                document = document[: max_bytes - taken]
+                taken += len(document)
+            ids = tokenizer.encode(document)
+            out.write(ids.tobytes())
+            count += len(ids)
+            if max_bytes is not None and taken >= max_bytes:
+                break
     return count
-
-
-def _replace_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
