@@ -63,9 +63,16 @@ class StepContext:
     def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
         """Backward of the last forward's loss through Lightning (precision, strategies), counted."""
         self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
+        self._count_backward(create_graph)
+
+    def _count_backward(self, create_graph: bool) -> None:
         self.costs.backward += 1
         self.costs.graph_backward += int(create_graph)
-        self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
+        self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items  # a backward is 2/3 of the pair
+
+    def _count_hvps(self, count: int = 1) -> None:
+        self.costs.hvp += count
+        self.costs.flops += count * self._flops_per_item * self._last_items  # about one more forward+backward
 
     def forward_backward(self, create_graph: bool = False) -> Tensor:
         """Loss on the batch and its gradient in ``p.grad``; ``create_graph`` keeps it differentiable."""
@@ -101,15 +108,12 @@ class StepContext:
         def on_loss_gradient(_: Tensor) -> None:
             nonlocal in_backward
             in_backward = True
-            self.costs.backward += 1
-            self.costs.graph_backward += int(torch.is_grad_enabled())
-            self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
+            self._count_backward(create_graph=torch.is_grad_enabled())
 
         def on_parameter_gradient(_: Tensor) -> None:
             nonlocal in_backward
             if not in_backward:
-                self.costs.hvp += 1
-                self.costs.flops += self._flops_per_item * self._last_items
+                self._count_hvps()
             in_backward = False
 
         def evaluate() -> Tensor:
@@ -139,8 +143,7 @@ class StepContext:
     def hvp(self, grads: list[Tensor], vectors: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
         """Hessian-vector products ``H v`` from gradients built with ``create_graph=True``."""
         products = torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=False)
-        self.costs.hvp += 1
-        self.costs.flops += self._flops_per_item * self._last_items  # about one more forward+backward
+        self._count_hvps()
         return products
 
     def hessian(self, grads: list[Tensor], params: list[Tensor]) -> Tensor:
@@ -149,8 +152,7 @@ class StepContext:
         n = flat.numel()
         basis = torch.eye(n, dtype=flat.dtype, device=flat.device)
         rows = torch.autograd.grad(flat, params, grad_outputs=basis, is_grads_batched=True)
-        self.costs.hvp += n
-        self.costs.flops += n * self._flops_per_item * self._last_items
+        self._count_hvps(n)
         return torch.cat([row.reshape(n, -1) for row in rows], dim=1)
 
     def hutchinson(self) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
