@@ -157,30 +157,22 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
             fit_factors(state["factors"], matrix_view(v), matrix_view(h), self.settings["lr_preconditioner"])
 
     def _update(self, grads: list[Tensor]) -> None:
+        trained = [(p, group) for group in self.param_groups for p in group["params"] if p.requires_grad]
         steps = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if not p.requires_grad:
-                    continue
-                g = grads[len(steps)]
-                state = self.state[p]
-                state["step"] = state.get("step", 0) + 1
-                if group["momentum"]:
-                    g = state.setdefault("momentum", torch.zeros_like(g)).lerp_(g, 1 - group["momentum"])
-                steps.append(precondition(matrix_view(g), state["factors"]).view_as(p))
+        for (p, group), g in zip(trained, grads):
+            state = self.state[p]
+            state["step"] = state.get("step", 0) + 1
+            if group["momentum"]:
+                g = state.setdefault("momentum", torch.zeros_like(g)).lerp_(g, 1 - group["momentum"])
+            steps.append(precondition(matrix_view(g), state["factors"]).view_as(p))
         limit = self.settings["max_update_norm"]
         if limit is not None:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in steps]))
             torch._foreach_mul_(steps, (limit / norm).clamp(max=1.0))
-        index = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                if not p.requires_grad:
-                    continue
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(steps[index], alpha=-group["lr"])
-                index += 1
+        for (p, group), step in zip(trained, steps):
+            if group["weight_decay"]:
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(step, alpha=-group["lr"])
 
 
 class PSGD(Solver):
