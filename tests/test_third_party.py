@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import site
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -14,18 +16,44 @@ from conftest import ROOT, run_cli
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+def _site_dirs() -> list[str]:
+    """Every directory this interpreter imports installed packages from (venv, conda or system; user site too)."""
+    dirs = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dirs if Path(d).is_dir()]
+
+
 @pytest.fixture(scope="module")
 def plugin_python(tmp_path_factory) -> str:
-    """A venv that sees this environment's packages, plus the two fixture plugins installed by pip."""
+    """A venv that sees the packages of the interpreter running the tests, plus the two fixture plugins
+    installed by pip.
+
+    The child is not made with ``system_site_packages``, which would show it the *base* interpreter's
+    packages (not this venv's, so neither torch nor optbench); a ``.pth`` line adds this interpreter's
+    site directories instead, with their own ``.pth`` files (editable installs). The fixtures are built
+    into wheels by this interpreter's setuptools and installed into the child from those wheels, so the
+    child never builds anything.
+    """
     env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, system_site_packages=False, with_pip=False)
     python = str(env_dir / "bin" / "python")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", str(FIXTURES / "optbench-extra"), str(FIXTURES / "optbench-broken")],
-        check=True, capture_output=True, text=True,
-    )
+    child_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+    lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in _site_dirs())
+    (Path(child_site) / "_optbench_parent.pth").write_text(lines)
+    wheels = tmp_path_factory.mktemp("wheels")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    for fixture in ("optbench-extra", "optbench-broken"):
+        _check(subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+                               "--wheel-dir", str(wheels), str(FIXTURES / fixture)], capture_output=True, text=True))
+    _check(subprocess.run([*pip, "--python", python, "install", "--quiet", "--no-deps", "--no-index",
+                           *map(str, sorted(wheels.glob("*.whl")))], capture_output=True, text=True))
     return python
+
+
+def _check(done: subprocess.CompletedProcess) -> None:
+    assert done.returncode == 0, f"{' '.join(map(str, done.args))}\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
 
 
 def _listing(python: str, *flags: str) -> subprocess.CompletedProcess:
