@@ -1,6 +1,7 @@
 """Train one solver on one problem: ``python run.py optimizer=sophia model=gpt2-nano``.
 
 Any Hydra override works (``trainer.max_steps=200 optimizer.lr=1e-3 seed=1 hydra.run.dir=...``);
+``python run.py resume=<run dir>`` continues a stopped run from its last checkpoint;
 ``python run.py -m +experiment=<name>`` runs a study from ``experiments/``;
 ``python -m framework list`` shows every installed solver, problem and backend.
 """
@@ -20,5 +21,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    prepare(sys.argv[1:], Path(__file__).resolve().parent)
+    sys.argv[1:] = prepare(sys.argv[1:], Path(__file__).resolve().parent)
     main()

@@ -1,44 +1,64 @@
-"""Glue between ``run.py`` and the runner: plugin configs, run-directory guard, one-line errors."""
+"""Glue between ``run.py`` and the runner: plugin configs, the run-directory guard, exit codes, one-line errors.
+
+A single run exits with its status's code (:mod:`framework.lifecycle.status`); in a sweep (``-m``) a member
+that fails, diverges or has a bad value is recorded in its own directory and the sweep goes on.
+"""
 
 from __future__ import annotations
 
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from framework.configs import register_configs
 from framework.errors import ConfigError
-from framework.results import SUMMARY
+from framework.lifecycle.rundir import RunLock, new_run_refusal, resume_refusal, save_hydra_config
+from framework.lifecycle.status import EXIT_CODES, EXIT_CONFIG, FAILED
+from framework.results import SUMMARY, write_summary
 
 #: what Hydra itself writes into a run directory before the task starts
 _HYDRA_FILES = (".hydra", "run.log")
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = EXIT_CONFIG) -> None:
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(code)
 
 
-def guard_run_dir(argv: list[str]) -> None:
-    """Refuse an explicit ``hydra.run.dir`` that already holds a result, before Hydra writes into it."""
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") == "hydra.run.dir" and (Path(value) / SUMMARY).exists():
-            fail(f"hydra.run.dir={value}: already holds a result ({SUMMARY}); choose a new directory")
+def _quoted(value: str) -> str:
+    """A Hydra override value that keeps any path as it is (spaces, commas, quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def prepare(argv: list[str], root: Path) -> None:
-    """Run before ``hydra.main``: make plugins and ``root/experiments`` selectable; check the run dir."""
-    guard_run_dir(argv)
+def prepare(argv: list[str], root: Path) -> list[str]:
+    """Run before ``hydra.main``: make plugins and ``root/experiments`` selectable; return the arguments.
+
+    ``resume=<run dir>`` points Hydra's run directory at that run (so nothing new is created), after
+    checking that the run may be continued; it takes no other setting, since the run continues with the
+    config stored in its checkpoint.
+    """
     register_configs(experiments=root / "experiments")
+    resume = [arg.partition("=")[2] for arg in argv if arg.partition("=")[0].lstrip("+") == "resume"]
+    if not resume or not resume[0] or resume[0] == "null":
+        return argv
+    run_dir = resume[0]
+    others = [arg for arg in argv if not arg.lstrip("+").startswith(("resume=", "hydra."))]
+    if others:
+        fail(f"resume={run_dir}: takes no other arguments (the run continues with its stored config); "
+             f"got {' '.join(others)}")
+    refusal = resume_refusal(Path(run_dir))
+    if refusal:
+        fail(f"resume={run_dir}: {refusal}")
+    return [*argv, f"hydra.run.dir={_quoted(run_dir)}"]
 
 
 def _discard_fresh_run_dir(run_dir: Path, top: Path) -> None:
-    """Remove what Hydra wrote for a run that never started, and the folders left empty by that,
-    up to ``top``; leave anything else untouched."""
-    for name in _HYDRA_FILES:
+    """Remove what Hydra and the guard wrote for a run that never started, and the folders left empty by
+    that, up to ``top``; leave anything else untouched."""
+    for name in (*_HYDRA_FILES, ".lock"):
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -55,26 +75,88 @@ def _discard_fresh_run_dir(run_dir: Path, top: Path) -> None:
             return
 
 
-def train(cfg: DictConfig) -> float | None:
-    """The Hydra task: train, report where the results are, return the final metric (for sweepers)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from framework.runner import run
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def _record_refused_member(run_dir: Path, cfg: DictConfig, error: ConfigError) -> None:
+    """A sweep member with a bad value: a summary that says so, in the member's own directory."""
     try:
-        summary = run(cfg, run_dir)
-    except ConfigError as error:
-        _discard_fresh_run_dir(run_dir, Path(HydraConfig.get().runtime.cwd))
-        fail(str(error))
+        config: Any = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - an unresolvable config is recorded as written
+        config = OmegaConf.to_container(cfg, resolve=False)
+    write_summary(run_dir, {"status": FAILED, "error": f"{error}", "names": (config or {}).get("names"),
+                            "config": config})
+
+
+def _report(summary: dict[str, Any], run_dir: Path) -> None:
     metric = summary["metric"]
-    print(
-        f"\n{summary['status']}: {metric['name']} {metric['initial']:.4g} -> {metric['final']:.4g} "
-        f"in {summary['steps']} steps, {summary['wall_clock_s']['train']:.1f} s of training"
-    )
+    values = "no validation" if metric["initial"] is None else f"{metric['initial']:.4g} -> {metric['final']:.4g}"
+    line = (f"\n{summary['status']}: {metric['name']} {values} in {summary['steps']} steps, "
+            f"{summary['wall_clock_s']['train']:.1f} s of training")
+    if summary.get("divergence"):
+        d = summary["divergence"]
+        line += f"; {d['quantity']} became {d['value']} at step {d['step']}"
+    if summary.get("stopped"):
+        line += f"; stopped by {summary['stopped']['by']}"
+    print(line)
     print(f"results: {run_dir / SUMMARY}")
     print(f"per-step metrics: {run_dir / 'metrics.csv'}")
+    if summary.get("checkpoint"):
+        hint = f" (continue with: python run.py resume={run_dir})" if summary["status"] == "interrupted" else ""
+        print(f"checkpoint: {run_dir / summary['checkpoint']}{hint}")
     wandb_dir = run_dir / "wandb"
     if wandb_dir.exists():
         print(f"W&B run: {wandb_dir} (offline runs upload with `wandb sync {wandb_dir}/offline-run-*`)")
-    return metric["final"]
+
+
+def train(cfg: DictConfig) -> float | None:
+    """The Hydra task: guard the directory, train, report, exit with the status's code.
+
+    Returns the final metric (for sweepers); in a sweep, a member that did not complete returns None.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from framework.runner import run
+
+    hydra = HydraConfig.get()
+    run_dir = Path(hydra.runtime.output_dir)
+    in_sweep = hydra.mode == RunMode.MULTIRUN
+    resuming = bool(cfg.get("resume"))
+
+    def refuse(message: str) -> None:
+        if not in_sweep:
+            fail(message)
+        print(f"error: {message} (member skipped)", file=sys.stderr)
+
+    refusal = None if resuming else new_run_refusal(run_dir)
+    if refusal:
+        refuse(f"{run_dir}: {refusal}")
+        return None
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        refuse(f"{run_dir}: in use by another running process")
+        return None
+    try:
+        if not resuming:
+            save_hydra_config(run_dir, cfg)
+        summary = run(cfg, run_dir)
+    except ConfigError as error:
+        if in_sweep:
+            _record_refused_member(run_dir, cfg, error)
+            print(f"error: {run_dir.name}: {error}", file=sys.stderr)
+            return None
+        if not resuming:
+            _discard_fresh_run_dir(run_dir, Path(hydra.runtime.cwd))
+        fail(str(error))
+    except Exception as error:
+        if not in_sweep:
+            raise
+        if not (run_dir / SUMMARY).exists():
+            write_summary(run_dir, {"status": FAILED, "error": f"{type(error).__name__}: {error}"})
+        print(f"error: {run_dir.name}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+    finally:
+        lock.release()
+    _report(summary, run_dir)
+    code = EXIT_CODES[summary["status"]]
+    if code and not in_sweep:
+        raise SystemExit(code)
+    return summary["metric"]["final"] if code == 0 else None

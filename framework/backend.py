@@ -45,6 +45,10 @@ class Backend:
         }
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        """The model as training will hold it: float64 already for ``64-true`` (Lightning converts it only
+        after restoring a checkpoint, which would round a float64 checkpoint to float32), compiled if asked."""
+        if str(self.precision).startswith("64"):
+            model = model.double()
         if not self.compile:
             return model
         import torch

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from hydra.core.config_store import ConfigStore
 
+from framework.lifecycle.rundir import register_unique_resolver
 from framework.registry import Registry
 
 GROUPS = ("optimizer", "model", "backend")
@@ -29,7 +30,9 @@ def register_experiments(directory: Path) -> list[str]:
 
 
 def register_configs(registry: Registry | None = None, experiments: Path | None = None) -> Registry:
-    """Store every usable plugin entry under its config group (and the experiments); return the registry."""
+    """Store every usable plugin entry under its config group (and the experiments), register optbench's
+    resolvers; return the registry."""
+    register_unique_resolver()
     registry = registry or Registry()
     store = ConfigStore.instance()
     for group in GROUPS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -22,24 +23,35 @@ def require(condition: bool, setting: str, value: Any, allowed: str) -> None:
         raise ConfigError(setting, value, allowed)
 
 
-def check_nonnegative(setting: str, value: float) -> float:
-    require(isinstance(value, (int, float)) and value >= 0, setting, value, "must be a number >= 0")
+def is_number(value: Any) -> bool:
+    """A real number (int or float, not a bool); NaN and infinities included."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_number(setting: str, value: Any, rule: str, holds: bool) -> float:
+    """A finite number for which ``holds`` is true; the message says ``rule`` (``"> 0"``), or that it must
+    be finite where it is an infinity or NaN."""
+    if is_number(value) and not math.isfinite(value):
+        raise ConfigError(setting, value, f"must be a finite number {rule}")
+    require(is_number(value) and holds, setting, value, f"must be a number {rule}")
     return float(value)
+
+
+def check_nonnegative(setting: str, value: float) -> float:
+    return check_number(setting, value, ">= 0", is_number(value) and value >= 0)
 
 
 def check_positive(setting: str, value: float) -> float:
-    require(isinstance(value, (int, float)) and value > 0, setting, value, "must be a number > 0")
-    return float(value)
+    return check_number(setting, value, "> 0", is_number(value) and value > 0)
 
 
 def check_at_least(setting: str, value: float, minimum: float) -> float:
-    require(isinstance(value, (int, float)) and value >= minimum, setting, value, f"must be a number >= {minimum:g}")
-    return float(value)
+    return check_number(setting, value, f">= {minimum:g}", is_number(value) and value >= minimum)
 
 
 def check_unit_interval(setting: str, value: float) -> float:
     """A decay rate such as a momentum or a beta: 0 <= value < 1."""
-    require(isinstance(value, (int, float)) and 0 <= value < 1, setting, value, "must be in [0, 1)")
+    require(is_number(value) and 0 <= value < 1, setting, value, "must be in [0, 1)")
     return float(value)
 
 

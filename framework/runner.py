@@ -1,4 +1,8 @@
-"""Builds a run from a composed config and trains it under Lightning; writes the run's results."""
+"""Builds a run from a composed config and trains it under Lightning; writes the run's results.
+
+A run with ``resume`` set continues the run in that directory from its last checkpoint, with the config
+stored there (see :mod:`framework.checkpoints`).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,24 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import framework
 from framework.backend import Backend
-from framework.errors import ConfigError, check_count
+from framework.checkpoints import AtomicCheckpointIO, Checkpointing, ResumePoint, RunCSVLogger, step_stream
+from framework.checkpoints.stream import batches_per_epoch
+from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
+from framework.lifecycle.signals import StopSignals
+from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Diverged
 from framework.problem import Problem
 from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
@@ -30,20 +39,32 @@ from framework.task import TrainingTask
 # Lightning's advice that does not apply to in-memory data and step-based runs
 for _pattern in (".*does not have many workers.*", ".*is smaller than the logging interval.*",
                  ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*",
+                 ".*resuming from a checkpoint that ended before the epoch ended.*",
                  # AdaHessian breaks this cycle itself by detaching p.grad after the HVP
                  ".*backward\\(\\) with create_graph=True will create a reference cycle.*"):
     warnings.filterwarnings("ignore", message=_pattern)
 
 
+def error_cause(error: BaseException) -> str:
+    """The innermost message of an instantiation error, on one line (Hydra's own is a generic first line)."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, InstantiationException):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("full_key:"))
+
+
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` that lets a :class:`ConfigError` through unwrapped."""
+    """``hydra.utils.instantiate`` that lets a :class:`ConfigError` through and names the real cause otherwise."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(group, OmegaConf.select(node, "_target_"), str(error).splitlines()[0]) from error
+        raise ConfigError(group, OmegaConf.select(node, "_target_"), error_cause(error)) from error
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:
@@ -51,17 +72,54 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
     return {k: str(v) for k, v in names.items()}
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """The per-step CSV in the run directory, plus the configured logger (W&B by default)."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+def _flag(setting: str, value: Any) -> bool:
+    require(isinstance(value, bool), setting, value, "must be true or false")
+    return value
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """The settings of the run itself (not of a plugin): one :class:`ConfigError` line for a bad value."""
+    check_count("trainer.max_steps", cfg.trainer.max_steps)
+    check_count("seed", cfg.seed, minimum=0)
+    check_count("trainer.val_check_interval", cfg.trainer.get("val_check_interval"))
+    if cfg.get("grad_clip") is not None:
+        check_positive("grad_clip", cfg.grad_clip)
+    _flag("stop_at_target", cfg.get("stop_at_target", False))
+    checkpoint = cfg.checkpoint
+    _flag("checkpoint.enabled", checkpoint.enabled)
+    _flag("checkpoint.save_best", checkpoint.save_best)
+    if checkpoint.every_n_steps is not None:
+        check_count("checkpoint.every_n_steps", checkpoint.every_n_steps)
+    if checkpoint.every_n_minutes is not None:
+        check_positive("checkpoint.every_n_minutes", checkpoint.every_n_minutes)
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None) -> list[Logger]:
+    """The per-step CSV in the run directory, plus the configured logger (W&B by default).
+
+    A resumed run continues the CSV from its checkpoint's position and the same W&B run (offline too).
+    """
+    loggers: list[Logger] = [RunCSVLogger(run_dir, resume.metrics if resume else None)]
     if cfg.get("logger") and cfg.logger.get("_target_"):
-        loggers.append(build(cfg.logger, "logger", save_dir=str(run_dir)))
+        same_run = {"id": resume.wandb_id, "resume": "allow"} if resume and resume.wandb_id else {}
+        loggers.append(build(cfg.logger, "logger", save_dir=str(run_dir), **same_run))
     return loggers
+
+
+def _train_batches(problem: Problem, cfg: DictConfig, start: int) -> Iterable[Any]:
+    """The problem's training loader as an endless stream from batch ``start``; refuses an empty epoch."""
+    loader = problem.train_loader(cfg.seed)
+    if batches_per_epoch(loader) == 0:
+        dataset = getattr(loader, "dataset", None)
+        size = f" ({len(dataset)} items)" if hasattr(dataset, "__len__") else ""
+        raise ConfigError("model.batch_size", problem.batch_size,
+                          f"is larger than the training set{size}: not one full batch")
+    return step_stream(loader, start, cfg.seed)
 
 
 @dataclass
 class Run:
-    """A run ready to train: everything built and checked, nothing written yet."""
+    """A run ready to train: everything built and checked, nothing written yet (but a resumed metrics file)."""
 
     cfg: DictConfig
     run_dir: Path
@@ -72,16 +130,21 @@ class Run:
     trainer: pl.Trainer
     history: MetricHistory
     loggers: list[Logger]
+    stop: StopSignals
+    checkpointing: Checkpointing | None
+    train_batches: Iterable[Any]
+    val_loader: Iterable[Any]
+    resume: ResumePoint | None = None
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> Run:
+def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -> Run:
     """Build solver, backend, problem, module and trainer from ``cfg``.
 
     Bad settings raise :class:`ConfigError` here, before the solver or the data is touched and before
     anything is written to ``run_dir``.
     """
     run_dir = Path(run_dir)
-    check_count("trainer.max_steps", cfg.trainer.max_steps)
+    check_run_settings(cfg)
     solver = build(cfg.optimizer, "optimizer")
     if not isinstance(solver, Solver):
         solver = FactorySolver(solver)
@@ -92,84 +155,144 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Run:
     if solver.needs_likelihood and problem.likelihood == "none":
         raise ConfigError("optimizer", type(solver).__name__, f"needs a predictive distribution (likelihood) "
                           f"for its curvature, which model={_choices(cfg).get('model', type(problem).__name__)} does not have")
+    train_batches = _train_batches(problem, cfg, resume.batches if resume else 0)
     problem.model = backend.prepare(problem.model)
     task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"))
-    history = MetricHistory(problem.metric, problem.metric_mode, problem.target)
-    loggers = build_loggers(cfg, run_dir)
+    history = MetricHistory(problem.metric, problem.metric_mode, problem.target, cfg.get("stop_at_target", False))
+    loggers = build_loggers(cfg, run_dir, resume)
+    stop = StopSignals()
+    callbacks: list[pl.Callback] = [history, stop]
+    checkpointing = None
+    if cfg.checkpoint.enabled:
+        checkpointing = Checkpointing(run_dir, OmegaConf.to_container(cfg, resolve=True), stop, loggers[0], history,
+                                      every_n_steps=cfg.checkpoint.every_n_steps,
+                                      every_n_minutes=cfg.checkpoint.every_n_minutes,
+                                      save_best=cfg.checkpoint.save_best, resume=resume)
+        callbacks.append(checkpointing)
     trainer_args = {
         "max_epochs": -1,
         "check_val_every_n_epoch": None,
         "num_sanity_val_steps": 0,
-        "enable_checkpointing": False,
+        "enable_checkpointing": False,  # ours: framework.checkpoints
         "default_root_dir": str(run_dir),
         **backend.trainer_kwargs(),
         **OmegaConf.to_container(cfg.trainer, resolve=True),
     }
-    callbacks: list[pl.Callback] = [history]
     if trainer_args.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar(history.key))
-    trainer = pl.Trainer(logger=loggers, callbacks=callbacks, **trainer_args)
-    return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers)
+    trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **trainer_args)
+    return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers, stop, checkpointing,
+               train_batches, problem.val_loader(), resume)
+
+
+def _check_parameters(r: Run) -> None:
+    for name, p in r.problem.model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise Diverged(r.trainer.global_step, f"parameter {name}", float("nan"))
 
 
 def execute(r: Run) -> dict[str, Any]:
-    """Validate, train, validate at the end; write ``summary.json`` whatever happens; return it."""
+    """Validate, train, validate at the end; write ``summary.json`` whatever happens; return it.
+
+    A stop signal ends training between two steps with a checkpoint (status ``interrupted``); a non-finite
+    loss or parameter ends it at once (``diverged``); other errors are recorded (``failed``) and raised.
+    """
     resolved = OmegaConf.to_container(r.cfg, resolve=True)
-    for logger in r.loggers:
-        logger.log_hyperparams(resolved)
+    if r.resume is None:
+        for logger in r.loggers:
+            logger.log_hyperparams(resolved)
     warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps, _choices(r.cfg).get("model", ""))
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    status, error = "failed", None
-    train_loader, val_loader = r.problem.train_loader(r.cfg.seed), r.problem.val_loader()
+    status, error, divergence = FAILED, None, None
+    r.stop.install()
     try:
-        r.trainer.validate(r.task, dataloaders=val_loader, verbose=False)
-        r.trainer.fit(r.task, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        if r.task.last_val_step != r.trainer.global_step:
-            r.trainer.validate(r.task, dataloaders=val_loader, verbose=False)
-        status = "interrupted" if r.trainer.interrupted else "completed"
+        if r.resume is None:
+            r.trainer.validate(r.task, dataloaders=r.val_loader, verbose=False)
+        r.trainer.fit(r.task, train_dataloaders=r.train_batches, val_dataloaders=r.val_loader,
+                      ckpt_path=str(r.resume.path) if r.resume else None)
+        if r.stop.requested and r.trainer.global_step < r.cfg.trainer.max_steps:
+            status = INTERRUPTED
+        else:
+            _check_parameters(r)
+            if r.checkpointing is not None:
+                r.checkpointing.save(r.trainer)
+            if r.history.last_step != r.trainer.global_step:
+                r.trainer.validate(r.task, dataloaders=r.val_loader, verbose=False)
+            status = COMPLETED
+    except (Diverged, FloatingPointError) as exc:
+        status = DIVERGED
+        divergence = exc.as_dict() if isinstance(exc, Diverged) else {
+            "step": r.trainer.global_step, "quantity": "solver", "value": str(exc)}
+    except SIGTERMException:  # SIGTERM outside the training loop (Lightning's handler, during validation)
+        status = INTERRUPTED
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        status = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        r.stop.restore()
         finish_loggers(r.loggers, status)
-        summary = {
-            "status": status,
-            "error": error,
-            "names": _choices(r.cfg),
-            "metric": r.history.summary(),
-            "steps": r.trainer.global_step,
-            "items": {"unit": r.problem.item_unit, "count": r.task.totals.items},
-            "costs": r.task.totals.as_dict(),
-            "state_bytes": r.solver.state_bytes(),
-            "parameters": r.problem.num_parameters(),
-            "data": r.problem.data_info(),
-            "validation": r.history.last_validation,
-            "wall_clock_s": {"train": r.history.train_seconds, "total": time.perf_counter() - clock},
-            "started_at": started.isoformat(),
-            "backend": r.backend.describe(),
-            "seed": r.cfg.seed,
-            "versions": {
-                "optbench": framework.__version__,
-                "torch": torch.__version__,
-                "pytorch_lightning": pl.__version__,
-                "python": platform.python_version(),
-            },
-            "config": resolved,
-        }
+        summary = _summary(r, resolved, status, error, divergence, started, clock)
         write_summary(r.run_dir, summary)
     return summary
+
+
+def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence: dict | None,
+             started: datetime, clock: float) -> dict[str, Any]:
+    stopped = None
+    if r.stop.requested and status == INTERRUPTED:
+        stopped = {"by": r.stop.received, "step": r.trainer.global_step}
+    elif r.history.stopped_at_target:
+        stopped = {"by": "target", "step": r.trainer.global_step}
+    last = r.checkpointing.last if r.checkpointing is not None else None
+    return {
+        "status": status,
+        "error": error,
+        "names": _choices(r.cfg),
+        "metric": r.history.summary(),
+        "steps": r.trainer.global_step,
+        "stopped": stopped,
+        "divergence": divergence,
+        "resumes": r.checkpointing.resumes if r.checkpointing is not None else [],
+        "checkpoint": str(last.relative_to(r.run_dir)) if last is not None and last.exists() else None,
+        "items": {"unit": r.problem.item_unit, "count": r.task.totals.items},
+        "costs": r.task.totals.as_dict(),
+        "state_bytes": r.solver.state_bytes(),
+        "parameters": r.problem.num_parameters(),
+        "data": r.problem.data_info(),
+        "validation": r.history.last_validation,
+        "wall_clock_s": {"train": r.history.seconds(), "total": time.perf_counter() - clock},
+        "started_at": started.isoformat(),
+        "backend": r.backend.describe(),
+        "seed": r.cfg.seed,
+        "versions": {
+            "optbench": framework.__version__,
+            "torch": torch.__version__,
+            "pytorch_lightning": pl.__version__,
+            "python": platform.python_version(),
+        },
+        "config": resolved,
+    }
 
 
 def finish_loggers(loggers: list[Logger], status: str) -> None:
     """Flush every logger; end the W&B run so that the next run in this process gets its own."""
     for logger in loggers:
-        logger.finalize("success" if status == "completed" else status)
+        logger.finalize("success" if status == COMPLETED else status)
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish(exit_code=0 if status == "completed" else 1)
+            logger.experiment.finish(exit_code=0 if status == COMPLETED else 1)
+
+
+def prepare_resume(run_dir: Path) -> Run:
+    """The run in ``run_dir``, ready to continue from its last checkpoint with the config stored there."""
+    resume = ResumePoint.read(Path(run_dir))
+    return prepare(OmegaConf.create(resume.config), resume.run_dir, resume)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Prepare and execute a run; return its summary."""
+    """Prepare and execute a run; return its summary. With ``resume`` set, continue that run instead
+    (in its own directory, with its stored config)."""
+    if cfg.get("resume"):
+        return execute(prepare_resume(Path(str(cfg.resume))))
     return execute(prepare(cfg, run_dir))

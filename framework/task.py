@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from framework.costs import Costs
+from framework.lifecycle.status import Diverged
 from framework.problem import Problem
 from framework.solver import Solver, StepContext
 
@@ -17,7 +18,8 @@ class TrainingTask(pl.LightningModule):
 
     Logged per step: ``train/loss``, ``train/grad_norm`` (when clipping), cumulative cost counters
     under ``cost/`` and the solver's state bytes. Validation logs ``val/<metric>`` for every metric the
-    problem reports.
+    problem reports. A non-finite training loss raises :class:`Diverged` in the step that produced it.
+    Checkpoints hold the solver's own state, the cost counters and the number of batches trained on.
     """
 
     def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None) -> None:
@@ -29,18 +31,27 @@ class TrainingTask(pl.LightningModule):
         self.grad_clip = grad_clip
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
-        self.last_val_step: int | None = None
+        #: training batches consumed so far: the data position a resumed run starts from
+        self.batches_trained = 0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.solver.setup(self.model)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        """A stop asked for before this step (a signal, a reached target) skips it: -1 ends the loop here."""
+        return -1 if self.trainer.should_stop else None
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        ctx = StepContext(self, batch, self.global_step)
+        step = self.global_step
+        ctx = StepContext(self, batch, step)
         loss = self.solver.step(ctx)
+        self.batches_trained += 1
         self.totals += ctx.costs
-        metrics = {"train/loss": loss.float()}
+        if not torch.isfinite(loss):
+            raise Diverged(step, "train/loss", float(loss))
+        metrics = {"train/loss": _loggable(loss)}
         if ctx.grad_norm is not None:
-            metrics["train/grad_norm"] = ctx.grad_norm.float()
+            metrics["train/grad_norm"] = _loggable(ctx.grad_norm)
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
         counters = {f"cost/{k}": float(v) for k, v in self.totals.as_dict().items()}
         counters["cost/state_bytes"] = float(self.solver.state_bytes())
@@ -51,16 +62,22 @@ class TrainingTask(pl.LightningModule):
 
     def on_validation_end(self) -> None:
         self.solver.train_mode()
-        self.last_val_step = self.global_step
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         metrics = self.problem.validation_metrics(self.model, batch)
-        self.log_dict({f"val/{k}": v.float() for k, v in metrics.items()}, on_epoch=True, prog_bar=True)
+        self.log_dict({f"val/{k}": _loggable(v) for k, v in metrics.items()}, on_epoch=True, prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["solver"] = self.solver.state_dict()
         checkpoint["costs"] = self.totals.as_dict()
+        checkpoint["batches"] = self.batches_trained
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.solver.load_state_dict(checkpoint.get("solver", {}))
         self.totals = Costs(**checkpoint.get("costs", {}))
+        self.batches_trained = int(checkpoint.get("batches", 0))
+
+
+def _loggable(value: torch.Tensor) -> torch.Tensor:
+    """A detached float32 scalar, or float64 where the run computes in float64 (all its digits logged)."""
+    return value.detach() if value.dtype == torch.float64 else value.detach().float()

@@ -1,0 +1,57 @@
+"""Stop signals: SIGTERM and SIGUSR1 (what SLURM sends at preemption, at the time limit, and as
+``--signal=USR1@90``'s warning) and SIGINT (Ctrl-C) end a run cleanly between two steps."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+import pytorch_lightning as pl
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class StopSignals(pl.Callback):
+    """Records the first stop signal; the run then finishes its current step, writes a checkpoint and a
+    summary with ``status: interrupted`` and exits with code 75. A second Ctrl-C stops at once.
+
+    Lightning installs a SIGTERM handler of its own when training starts (it aborts validation midway and
+    exits with code 0); ours is put back in its place for the training loop.
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
+
+    def install(self) -> None:
+        """Handle the stop signals from now on (main thread only: elsewhere signals cannot be handled)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.received = name
+        print(f"\n{name}: stopping after the current step (checkpoint, summary, exit code 75)"
+              + ("; Ctrl-C again stops at once" if signum == signal.SIGINT else ""), file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.install()
