@@ -6,6 +6,13 @@ from typing import Any
 
 from torch import nn
 
+from framework.errors import require
+
+#: Lightning's precision settings (``trainer.precision``), with the aliases it also accepts
+PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16")
+_ALIASES = ("64", "32", "16", "bf16", 64, 32, 16)
+
 
 class Backend:
     """Hardware settings for a run, turned into Lightning ``Trainer`` arguments.
@@ -24,6 +31,8 @@ class Backend:
         compile: bool = False,
         num_nodes: int = 1,
     ) -> None:
+        require(precision in PRECISIONS + _ALIASES, "backend.precision", precision,
+                f"must be one of {', '.join(PRECISIONS)}")
         self.accelerator = accelerator
         self.devices = devices
         self.strategy = strategy

@@ -19,7 +19,7 @@ def test_run_writes_results_and_offline_wandb(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"results: {out / 'summary.json'}" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema_version"] == 1 and summary["status"] == "completed"
+    assert summary["schema_version"] == 2 and summary["status"] == "completed"
     assert summary["names"] == {"optimizer": "adamw", "model": "mlp", "backend": "cpu"}
     assert summary["steps"] == 40 and summary["seed"] == 3
     assert summary["config"]["optimizer"]["lr"] == 0.003
@@ -42,6 +42,21 @@ def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
                                              "(likelihood) for its curvature, which model=rosenbrock does not have",
         "model=logreg model.dataset=mnist": "error: model.dataset='mnist': must be one of "
                                             "['breast_cancer', 'digits', 'iris', 'wine', 'synthetic']",
+        "grad_clip=-1": "error: grad_clip=-1: must be a number > 0",
+        "optimizer.lr=inf": "error: optimizer.lr=inf: must be a finite number >= 0",
+        "seed=abc": "error: seed='abc': must be an integer >= 0",
+        "backend.precision=bogus": "error: backend.precision='bogus': must be one of 64-true, 32-true, 16-true, "
+                                   "bf16-true, 16-mixed, bf16-mixed, transformer-engine, transformer-engine-float16",
+        "trainer.val_check_interval=0": "error: trainer.val_check_interval=0: must be an integer >= 1",
+        "checkpoint.every_n_steps=0": "error: checkpoint.every_n_steps=0: must be an integer >= 1",
+        "model=logreg model.batch_size=1000": "error: model.batch_size=1000: is larger than the training set "
+                                              "(455 items): not one full batch",
+        "optimizer=external optimizer._target_=torch.optim.Nope":
+            "error: optimizer='torch.optim.Nope': ImportError: Error loading 'torch.optim.Nope': "
+            "ModuleNotFoundError(\"No module named 'torch.optim.Nope'\") "
+            "Are you sure that 'Nope' is importable from module 'torch.optim'?",
+        "+optimizer.momentum=0.9": "error: optimizer='plugins.solvers.adamw.AdamW': TypeError: "
+                                   "AdamW.__init__() got an unexpected keyword argument 'momentum'",
     }
     if not torch.cuda.is_available():
         cases["backend=cuda"] = "error: backend='cuda': no CUDA device is visible here; use backend=cpu or backend=auto"

@@ -40,6 +40,33 @@ def test_the_token_cache_is_built_once_and_reused(tmp_path):
     assert not list((tmp_path / "cache" / "tokens").glob("*.partial"))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "no record"])
+def test_a_damaged_token_cache_is_rebuilt_with_a_note(tmp_path, capfd, damage):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    settings = [f"model.files=[{corpus}]", f"model.cache_dir={tmp_path / 'cache'}"]
+    first = _problem(*settings)
+    good = np.array(first.cache.tokens)
+    path = first.cache.path
+    del first
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-10])
+    elif damage == "flipped byte":
+        data = bytearray(path.read_bytes())
+        data[3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path.with_suffix(".json").unlink()
+    capfd.readouterr()
+    again = _problem(*settings)
+    note = capfd.readouterr().err.strip().splitlines()
+    assert again.cache.built and again.tokenizer.calls == 1
+    assert np.array_equal(np.array(again.cache.tokens), good)
+    assert len(note) == 1 and note[0].startswith(f"note: token cache {path} is damaged (") and "rebuilding" in note[0]
+    third = _problem(*settings)
+    assert not third.cache.built  # healed: trusted again
+
+
 def test_same_windows_from_the_cache_as_from_the_first_build(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)

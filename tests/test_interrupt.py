@@ -1,4 +1,5 @@
-"""A run stopped with Ctrl-C leaves a summary that says so, never one that passes for a result."""
+"""A run stopped with Ctrl-C finishes its step, checkpoints, and leaves a summary that says so (exit 75),
+never one that passes for a result."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
     finally:
         child.kill()
     summary = json.loads((out / "summary.json").read_text())
-    assert child.returncode != 0
-    assert summary["status"] == "interrupted"
+    assert child.returncode == 75
+    assert summary["status"] == "interrupted" and summary["stopped"]["by"] == "SIGINT"
     assert 0 < summary["steps"] < 100000
+    assert summary["wall_clock_s"]["train"] > 1  # the time actually trained, not 0
+    assert summary["checkpoint"] == "checkpoints/last.ckpt" and (out / summary["checkpoint"]).exists()

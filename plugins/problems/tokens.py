@@ -5,7 +5,9 @@ A cache entry is ``<cache>/tokens/<key>.bin`` (the tokens, uint16, as nanoGPT st
 modification times, or a data set's name, configuration, split and document limit) together with the
 tokenizer's name, so a changed file or another tokenizer makes a new entry. An entry is written under a
 temporary name and renamed into place when complete; workers and ranks that build it at the same time
-write identical files, and readers only ever see whole ones. The cache directory is ``model.cache_dir``,
+write identical files, and readers only ever see whole ones. An entry is trusted only when it matches its
+record (its size against the token count, and a SHA-256 of the whole file, or of its first and last MiB
+beyond 64 MiB): a truncated or damaged entry is rebuilt, with a one-line note. The cache directory is ``model.cache_dir``,
 else ``$OPTBENCH_CACHE``, else ``$XDG_CACHE_HOME/optbench`` (``~/.cache/optbench``): never the source tree.
 """
 
@@ -15,6 +17,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -123,6 +126,43 @@ class TokenCache:
     built: bool
 
 
+#: entries up to this size are checksummed whole; larger ones by their first and last MiB
+WHOLE_HASH_LIMIT = 64 * 2**20
+_MIB = 2**20
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a cache entry (the whole file, or its first and last MiB when it is large)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        if size <= WHOLE_HASH_LIMIT:
+            for chunk in iter(lambda: file.read(_MIB), b""):
+                digest.update(chunk)
+        else:
+            digest.update(file.read(_MIB))
+            file.seek(size - _MIB)
+            digest.update(file.read(_MIB))
+    return {"bytes": size, "sha256": digest.hexdigest(), "hashed": "whole" if size <= WHOLE_HASH_LIMIT else "ends"}
+
+
+def damage(path: Path, record_path: Path) -> str | None:
+    """Why the entry at ``path`` cannot be trusted (it exists), or None when it matches its record."""
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        return "its record is missing"
+    except (OSError, ValueError):
+        return "its record cannot be read"
+    found = fingerprint(path)
+    expected = int(record.get("tokens", -1)) * np.dtype(TOKEN_DTYPE).itemsize
+    if found["bytes"] != expected:
+        return f"it holds {found['bytes']:,} bytes where its record says {record.get('tokens')} tokens ({expected:,} bytes)"
+    if found["sha256"] != record.get("sha256"):
+        return "its checksum differs from its record"
+    return None
+
+
 def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes]],
                   tokenizer: Tokenizer, root: Path, max_bytes: int | None = None) -> TokenCache:
     """Memory-map the cached tokens of ``source``, tokenizing ``documents()`` first if no entry exists.
@@ -132,16 +172,19 @@ def cached_tokens(source: dict[str, Any], documents: Callable[[], Iterable[bytes
     description = {"source": source, "tokenizer": tokenizer.name, "max_bytes": max_bytes, "format": 1}
     key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
     folder = root / "tokens"
-    path = folder / f"{key}.bin"
-    built = not path.exists()
+    path, record = folder / f"{key}.bin", folder / f"{key}.json"
+    damaged = damage(path, record) if path.exists() else None
+    if damaged:
+        print(f"note: token cache {path} is damaged ({damaged}); rebuilding it", file=sys.stderr)
+    built = damaged is not None or not path.exists()
     if built:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError("model.cache_dir", str(root), f"cannot be created ({error.strerror})") from None
         count = _write_tokens(path, documents(), tokenizer, max_bytes)
-        with atomic_file(path.with_suffix(".json")) as out:
-            out.write(json.dumps({**description, "tokens": count}, indent=1))
+        with atomic_file(record) as out:
+            out.write(json.dumps({**description, "tokens": count, **fingerprint(path)}, indent=1))
     tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
     return TokenCache(tokens=tokens, path=path, built=built)
 

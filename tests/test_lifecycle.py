@@ -1,0 +1,130 @@
+"""How runs end and where they write: divergence, stop at target, strict JSON, sweeps that go on past a
+bad member, run directories that never collide or get overwritten, atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, run_cli, train
+from framework.checkpoints import AtomicCheckpointIO
+
+QUICK = ["backend=cpu", "logger=local", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def strict_load(path: Path) -> dict:
+    """JSON as a strict parser reads it: bare NaN or Infinity is an error."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_divergence_stops_the_run_within_a_step(tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("run.py", *QUICK, "optimizer=sgd", "optimizer.lr=1e6", f"hydra.run.dir={out}")
+    assert done.returncode == 3, done.stderr[-2000:]
+    summary = strict_load(out / "summary.json")
+    assert summary["status"] == "diverged"
+    step = summary["divergence"]["step"]
+    assert summary["divergence"]["quantity"] == "train/loss" and summary["divergence"]["value"] in ("NaN", "Infinity")
+    assert summary["steps"] == step + 1 < 20  # stopped in the step whose loss was not finite
+    assert math.isfinite(summary["metric"]["final"]) and summary["metric"]["final_step"] == 0  # the last finite metric
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert int(rows[-1].split(",")[rows[0].split(",").index("step")]) == step - 1  # nothing logged after it
+    assert "diverged: val/loss" in done.stdout and f"at step {step}" in done.stdout
+
+
+def test_non_finite_numbers_are_strict_json_strings(tmp_path):
+    summary = train(tmp_path / "run", "optimizer=adamw", "optimizer.lr=1e3", "model=logreg", "trainer.max_steps=200",
+                    "trainer.val_check_interval=1")
+    assert summary["status"] == "diverged"
+    written = strict_load(tmp_path / "run" / "summary.json")
+    assert written["divergence"]["value"] in ("NaN", "Infinity", "-Infinity")
+    assert float(written["divergence"]["value"]) != 0  # the strings read back as floats
+
+
+def test_stop_at_target_ends_the_run_at_the_first_validation_that_reaches_it(tmp_path):
+    summary = train(tmp_path / "run", "optimizer=adamw", "optimizer.lr=0.01", "model=logreg", "trainer.max_steps=2000",
+                    "trainer.val_check_interval=25", "stop_at_target=true")
+    reached = summary["metric"]["reached_target"]
+    assert summary["status"] == "completed" and reached is not None
+    assert summary["steps"] == reached["step"] < 2000 and summary["stopped"] == {"by": "target", "step": reached["step"]}
+    assert reached["value"] <= summary["metric"]["target"]
+
+
+def test_sweep_goes_on_past_a_bad_member_and_exits_with_the_count(tmp_path):
+    done = run_cli("run.py", "-m", *QUICK, "model=logreg", "trainer.max_steps=20", "optimizer.lr=0.01,-1,0.02",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    members = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert [m.name for m in members] == ["0_adamw_logreg", "1_adamw_logreg", "2_adamw_logreg"]
+    statuses = [strict_load(m / "summary.json")["status"] for m in members]
+    assert statuses == ["completed", "failed", "completed"]
+    bad = strict_load(members[1] / "summary.json")
+    assert bad["error"] == "optimizer.lr=-1: must be a number >= 0"
+    assert (members[1] / ".hydra" / "overrides.yaml").exists()  # recorded in its own directory
+    assert f"sweep {tmp_path}: 2 of 3 members completed" in done.stdout
+    assert "1_adamw_logreg: failed: optimizer.lr=-1: must be a number >= 0" in done.stdout
+    # run again into the same directory: members with a result are left alone; nothing runs again
+    before = {m.name: (m / "summary.json").read_bytes() for m in members}
+    again = run_cli("run.py", "-m", *QUICK, "model=logreg", "trainer.max_steps=20", "optimizer.lr=0.01,-1,0.02",
+                    f"hydra.sweep.dir={tmp_path}")
+    assert again.returncode == 1
+    assert {m.name: (m / "summary.json").read_bytes() for m in members} == before
+    assert again.stderr.count("already holds a result") == 3
+
+
+def test_a_diverging_member_does_not_stop_the_sweep(tmp_path):
+    done = run_cli("run.py", "-m", *QUICK, "optimizer=sgd", "model=logreg", "trainer.max_steps=30",
+                   "optimizer.lr=1e6,0.05", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    statuses = [strict_load(p)["status"] for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert statuses == ["diverged", "completed"]
+
+
+def test_runs_started_in_the_same_second_keep_their_own_directories(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    args = [sys.executable, str(ROOT / "run.py"), *QUICK, "model=logreg", "trainer.max_steps=30"]
+    children = [subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for child in children:
+        _, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+    summaries = sorted((cwd / "outputs").glob("*/*/summary.json"))
+    assert len(summaries) == 2 and summaries[0].parent != summaries[1].parent
+    for path in summaries:
+        rows = (path.parent / "metrics.csv").read_text().splitlines()
+        assert len([r for r in rows[1:] if r.split(",")[-3]]) == 30  # one run's 30 training rows, not both
+
+
+def test_the_guard_reads_the_resolved_directory_not_the_command_line(tmp_path):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "summary.json").write_text('{"status": "completed"}')
+    for spelling in (f"hydra.run.dir='{out}'", f"+hydra.run.dir={out}"):
+        done = run_cli("run.py", *QUICK, spelling)
+        assert done.returncode in (1, 2) and (out / "summary.json").read_text() == '{"status": "completed"}'
+    # a sweep writing into a member directory that holds a result skips it
+    member = tmp_path / "sweep" / "0_adamw_mlp"
+    member.mkdir(parents=True)
+    (member / "summary.json").write_text('{"status": "completed"}')
+    done = run_cli("run.py", "-m", *QUICK, "trainer.max_steps=5", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 0 and "already holds a result" in done.stderr
+    assert (member / "summary.json").read_text() == '{"status": "completed"}' and not (member / ".hydra").exists()
+
+
+def test_checkpoint_write_that_fails_leaves_the_last_good_one(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+    with pytest.raises(Exception):
+        io.save_checkpoint({"step": 2, "unpicklable": lambda: None}, path)
+    assert io.load_checkpoint(path)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
