@@ -25,7 +25,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 import framework
 from framework.backend import Backend
 from framework.checkpoints import AtomicCheckpointIO, Checkpointing, ResumePoint, RunCSVLogger, step_stream
-from framework.checkpoints.stream import batches_per_epoch
+from framework.checkpoints.stream import batches_per_epoch, own_generators
 from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
 from framework.lifecycle.signals import StopSignals
@@ -182,7 +182,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
         callbacks.append(StepProgressBar(history.key))
     trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **trainer_args)
     return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers, stop, checkpointing,
-               train_batches, problem.val_loader(), resume)
+               train_batches, own_generators(problem.val_loader()), resume)
 
 
 def _check_parameters(r: Run) -> None:

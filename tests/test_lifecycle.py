@@ -128,3 +128,25 @@ def test_checkpoint_write_that_fails_leaves_the_last_good_one(tmp_path):
         io.save_checkpoint({"step": 2, "unpicklable": lambda: None}, path)
     assert io.load_checkpoint(path)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_resume_of_a_directory_without_checkpoint_is_refused_and_creates_nothing(tmp_path):
+    missing = tmp_path / "nothing-here"
+    done = run_cli("run.py", f"resume={missing}")
+    assert done.returncode == 2 and done.stderr.strip() == f"error: resume={missing}: no such run directory"
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = run_cli("run.py", f"resume={empty}", "trainer.max_steps=5")
+    assert done.returncode == 2 and "takes no other arguments" in done.stderr
+    done = run_cli("run.py", f"resume={empty}")
+    assert done.returncode == 2 and "has no checkpoint" in done.stderr and list(empty.iterdir()) == []
+
+
+def test_best_checkpoint_holds_the_best_validation(tmp_path):
+    summary = train(tmp_path / "run", "optimizer=sgd", "optimizer.lr=0.5", "model=logreg", "trainer.max_steps=60",
+                    "trainer.val_check_interval=5", "checkpoint.save_best=true")
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
+    points = [p for c in best["callbacks"].values() if "points" in c for p in c["points"]]
+    assert points[-1]["value"] == summary["metric"]["best"] and best["global_step"] == points[-1]["step"]
+    assert best["global_step"] < summary["steps"]  # the metric got worse later: best.ckpt stayed where it was best

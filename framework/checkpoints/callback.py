@@ -28,7 +28,7 @@ class Checkpointing(pl.Callback):
     Beside Lightning's contents (weights, optimizer state, loop counters, callback states, the task's
     solver state and cost counters) it stores, under ``"optbench"``: the global random-number states, the
     metrics-file position, the W&B run id, the resolved config and the list of earlier resumes. A resumed
-    run (``resume``) gets its random states back just before its first step.
+    run (``resume``) gets its random states back as its first step begins.
 
     Lightning restores its loops from the counters it finds; it knows checkpoints taken at the end of a
     training batch (before that batch's validation), not between two steps. The saved counters are
@@ -56,12 +56,12 @@ class Checkpointing(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._clock = time.monotonic()
-        if self._pending is not None:
-            restore_rng(self._pending.rng)
-            self._pending = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
+        if self._pending is not None:
+            restore_rng(self._pending.rng)  # after Lightning's restart bookkeeping, which may draw
+            self._pending = None
         step = trainer.global_step
         if self.stop.requested:
             if step > 0:

@@ -90,6 +90,16 @@ def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0) -> Iterabl
                       collate_fn=loader.collate_fn, generator=private, **workers)
 
 
+def own_generators(loader: Iterable[Any], seed: int = 0) -> Iterable[Any]:
+    """``loader`` with generators of its own (validation): each ``iter()`` of a DataLoader without one draws
+    from torch's global generator, so how often validation runs would change the solvers' random draws."""
+    if isinstance(loader, DataLoader):
+        if loader.generator is None:
+            loader.generator = torch.Generator().manual_seed(seed)
+        _own_generator(loader.batch_sampler or loader.sampler, seed)
+    return loader
+
+
 def batches_per_epoch(loader: Iterable[Any]) -> int | None:
     """Batches in one epoch of ``loader``, or None where it has no length."""
     try:

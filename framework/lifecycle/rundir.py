@@ -43,7 +43,11 @@ def new_run_refusal(run_dir: Path) -> str | None:
 
 
 def resume_refusal(run_dir: Path) -> str | None:
-    """Why the run in ``run_dir`` may not be resumed, or None (checkpoint problems are the reader's)."""
+    """Why the run in ``run_dir`` may not be resumed, or None (an unreadable checkpoint is the reader's)."""
+    if not run_dir.is_dir():
+        return "no such run directory"
+    if not (checkpoint_dir(run_dir) / LAST).is_file():
+        return f"has no checkpoint (checkpoints/{LAST}); only a run that wrote one can be resumed"
     path = run_dir / SUMMARY
     if not path.exists():
         return None
