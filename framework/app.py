@@ -1,7 +1,9 @@
 """Glue between ``run.py`` and the runner: plugin configs, the run-directory guard, exit codes, one-line errors.
 
 A single run exits with its status's code (:mod:`framework.lifecycle.status`); in a sweep (``-m``) a member
-that fails, diverges or has a bad value is recorded in its own directory and the sweep goes on.
+that fails, diverges or has a bad value is recorded in its own directory and the sweep goes on, a stop
+signal stops the whole sweep (exit 75), and running the same sweep again continues its stopped members
+and skips the finished ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.configs import register_configs
 from framework.errors import ConfigError
 from framework.lifecycle.rundir import RunLock, new_run_refusal, resume_refusal, save_hydra_config
-from framework.lifecycle.status import EXIT_CODES, EXIT_CONFIG, FAILED
+from framework.lifecycle.status import EXIT_CODES, EXIT_CONFIG, FAILED, INTERRUPTED
 from framework.results import SUMMARY, write_summary
 
 #: what Hydra itself writes into a run directory before the task starts
@@ -85,6 +87,17 @@ def _record_refused_member(run_dir: Path, cfg: DictConfig, error: ConfigError) -
                             "config": config})
 
 
+def _same_run(run_dir: Path, cfg: DictConfig) -> bool:
+    """Whether the checkpoint in ``run_dir`` is of the run ``cfg`` describes (a sweep run again)."""
+    from framework.checkpoints import ResumePoint
+
+    try:
+        stored = ResumePoint.read(run_dir).config
+    except ConfigError:
+        return False
+    return {**stored, "resume": None} == {**OmegaConf.to_container(cfg, resolve=True), "resume": None}
+
+
 def _report(summary: dict[str, Any], run_dir: Path) -> None:
     metric = summary["metric"]
     values = "no validation" if metric["initial"] is None else f"{metric['initial']:.4g} -> {metric['final']:.4g}"
@@ -120,6 +133,9 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra.runtime.output_dir)
     in_sweep = hydra.mode == RunMode.MULTIRUN
     resuming = bool(cfg.get("resume"))
+    if in_sweep and not resuming and resume_refusal(run_dir) is None and _same_run(run_dir, cfg):
+        print(f"{run_dir.name}: continuing from its checkpoint", file=sys.stderr)
+        cfg.resume, resuming = str(run_dir), True
 
     def refuse(message: str) -> None:
         if not in_sweep:
@@ -157,6 +173,9 @@ def train(cfg: DictConfig) -> float | None:
         lock.release()
     _report(summary, run_dir)
     code = EXIT_CODES[summary["status"]]
+    if in_sweep and summary["status"] == INTERRUPTED:
+        print(f"sweep stopped at {run_dir.name}; the same command continues it", file=sys.stderr)
+        raise SystemExit(code)
     if code and not in_sweep:
         raise SystemExit(code)
     return summary["metric"]["final"] if code == 0 else None

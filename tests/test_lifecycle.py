@@ -80,6 +80,31 @@ def test_sweep_goes_on_past_a_bad_member_and_exits_with_the_count(tmp_path):
     assert again.stderr.count("already holds a result") == 3
 
 
+def test_a_stopped_sweep_continues_where_it_stopped(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "run.py", "-m", *QUICK, "model=logreg", "trainer.max_steps=400",
+            "trainer.val_check_interval=100", "seed=0,1", f"hydra.sweep.dir={tmp_path}"]
+    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "0_adamw_logreg" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 60):
+        time.sleep(0.05)
+    child.send_signal(signal.SIGUSR1)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 75, err[-2000:]
+    assert strict_load(tmp_path / "0_adamw_logreg" / "summary.json")["status"] == "interrupted"
+    assert not (tmp_path / "1_adamw_logreg").exists()  # the signal stopped the sweep, not only its member
+    done = run_cli(*args[1:])
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (strict_load(tmp_path / f"{i}_adamw_logreg" / "summary.json") for i in (0, 1))
+    assert first["status"] == second["status"] == "completed" and first["steps"] == 400
+    assert len(first["resumes"]) == 1 and not second["resumes"]
+    assert "0_adamw_logreg: continuing from its checkpoint" in done.stderr
+
+
 def test_a_diverging_member_does_not_stop_the_sweep(tmp_path):
     done = run_cli("run.py", "-m", *QUICK, "optimizer=sgd", "model=logreg", "trainer.max_steps=30",
                    "optimizer.lr=1e6,0.05", f"hydra.sweep.dir={tmp_path}")

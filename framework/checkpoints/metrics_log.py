@@ -33,13 +33,14 @@ class RunCSVLogger(CSVLogger):
 
     A resumed run passes the position stored in its checkpoint: the file is cut back to those rows (the
     killed run may have written more) and continues, so it ends byte for byte as an uninterrupted run's.
+    A new run starts the file afresh.
     """
 
     def __init__(self, run_dir: Path, position: tuple[int, list[str]] | None = None) -> None:
         super().__init__(save_dir=str(run_dir), name="", version="")
         self._start = position or (0, [])
-        if position is not None:
-            trim_metrics(Path(run_dir) / ExperimentWriter.NAME_METRICS_FILE, *position)
+        # a new run starts a new file (a killed run's rows without a checkpoint are not a result)
+        trim_metrics(Path(run_dir) / ExperimentWriter.NAME_METRICS_FILE, *self._start)
 
     @property
     def experiment(self) -> _ContinuedWriter:

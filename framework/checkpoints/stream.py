@@ -20,8 +20,12 @@ class EmptyEpochError(ValueError):
     """The loader yields no batch at all (a batch larger than the data set, with ``drop_last``)."""
 
 
-class _EndlessIndices:
-    """The index batches (or single indices) of ``source``'s epochs end to end, from position ``start``."""
+class _EndlessEpochs:
+    """The items of ``source``'s epochs (each ``iter()`` is one) end to end, from position ``start``.
+
+    Over a sampler the items are indices, so the skipped ones cost nothing; over a loader of an iterable
+    data set (which has no indices) the skipped batches are fetched and dropped.
+    """
 
     def __init__(self, source: Iterable[Any], start: int) -> None:
         self.source, self.start = source, start
@@ -29,33 +33,13 @@ class _EndlessIndices:
     def __iter__(self) -> Iterator[Any]:
         skip = self.start
         while True:
-            epoch = iter(self.source)  # a new epoch: the sampler draws its order now
+            epoch = iter(self.source)  # a new epoch: a shuffling sampler draws its order now
             skipped = sum(1 for _ in islice(epoch, skip)) if skip else 0
             skip -= skipped
             produced = skipped
             for item in epoch:
                 produced += 1
                 yield item
-            if produced == 0:
-                raise EmptyEpochError("the training loader yields no batch")
-
-
-class _ReplayedBatches:
-    """The fallback for iterable data sets, which have no indices: batches are fetched and dropped up to ``start``."""
-
-    def __init__(self, loader: Iterable[Any], start: int) -> None:
-        self.loader, self.start = loader, start
-
-    def __iter__(self) -> Iterator[Any]:
-        skip = self.start
-        while True:
-            produced = 0
-            for batch in self.loader:
-                produced += 1
-                if skip:
-                    skip -= 1
-                    continue
-                yield batch
             if produced == 0:
                 raise EmptyEpochError("the training loader yields no batch")
 
@@ -74,7 +58,7 @@ def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0) -> Iterabl
     workers whose batch sampler chains the original one's epochs; anything else is replayed batch by batch.
     """
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-        return _ReplayedBatches(loader, start)
+        return _EndlessEpochs(loader, start)
     workers = {"num_workers": loader.num_workers, "worker_init_fn": loader.worker_init_fn,
                "pin_memory": loader.pin_memory, "timeout": loader.timeout}
     if loader.num_workers:
@@ -83,10 +67,10 @@ def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0) -> Iterabl
     private = torch.Generator().manual_seed(seed)
     if loader.batch_sampler is not None:
         _own_generator(loader.batch_sampler, seed)
-        return DataLoader(loader.dataset, batch_sampler=_EndlessIndices(loader.batch_sampler, start),
+        return DataLoader(loader.dataset, batch_sampler=_EndlessEpochs(loader.batch_sampler, start),
                           collate_fn=loader.collate_fn, generator=private, **workers)
     _own_generator(loader.sampler, seed)
-    return DataLoader(loader.dataset, sampler=_EndlessIndices(loader.sampler, start), batch_size=None,
+    return DataLoader(loader.dataset, sampler=_EndlessEpochs(loader.sampler, start), batch_size=None,
                       collate_fn=loader.collate_fn, generator=private, **workers)
 
 
