@@ -133,9 +133,10 @@ def test_the_guard_reads_the_resolved_directory_not_the_command_line(tmp_path):
     out = tmp_path / "done"
     out.mkdir()
     (out / "summary.json").write_text('{"status": "completed"}')
-    for spelling in (f"hydra.run.dir='{out}'", f"+hydra.run.dir={out}"):
+    for spelling in (f"hydra.run.dir='{out}'", f"hydra.run.dir=\"{out}\"", f"hydra.run.dir={out}/."):
         done = run_cli("run.py", *QUICK, spelling)
-        assert done.returncode in (1, 2) and (out / "summary.json").read_text() == '{"status": "completed"}'
+        assert done.returncode == 2 and "already holds a result" in done.stderr
+        assert (out / "summary.json").read_text() == '{"status": "completed"}' and not (out / ".hydra").exists()
     # a sweep writing into a member directory that holds a result skips it
     member = tmp_path / "sweep" / "0_adamw_mlp"
     member.mkdir(parents=True)

@@ -17,7 +17,8 @@ CASES = [
     ("adamw", "mlp", [], 0.15),
     ("lbfgs", "mlp", ["model.batch_size=null", "trainer.max_steps=10"], 0.35),
     ("sophia", "mlp", ["optimizer.lr=0.001"], 0.35),
-    ("adahessian", "mlp", [], 0.20),
+    # the paper's lr 0.15 (and 0.1) stalls or blows up on this MLP for one seed in four; 0.05 holds for all four
+    ("adahessian", "mlp", ["optimizer.lr=0.05"], 0.15),
     ("adam", "logreg", ["optimizer.lr=0.01"], 0.10),
     ("lion", "logreg", ["optimizer.lr=0.01"], 0.10),
     ("sophiah", "logreg", ["optimizer.lr=0.01"], 0.10),
