@@ -22,7 +22,11 @@ METRICS = "metrics.csv"
 
 
 class MetricHistory(pl.Callback):
-    """Records the validation metric after every validation, and the training wall-clock."""
+    """Records the validation metric after every validation, and the training wall-clock.
+
+    Its state (the history and the training time so far) travels in checkpoints, so a resumed run reports
+    the whole run. With ``stop_at_target`` the first validation that reaches the target stops training.
+    """
 
     def __init__(self, metric: str, mode: str, target: float | None, stop_at_target: bool = False) -> None:
         self.key = f"val/{metric}"
