@@ -42,7 +42,6 @@ class Checkpointing(pl.Callback):
         self.directory = checkpoint_dir(run_dir)
         self.config, self.stop, self.metrics_log, self.history = config, stop, metrics_log, history
         self.every_n_steps, self.every_n_minutes, self.save_best = every_n_steps, every_n_minutes, save_best
-        self.resume = resume
         self.resumes = [*resume.resumes, {"from_step": resume.step, "at": _now()}] if resume else []
         self._saved_step = resume.step if resume else None
         self._clock = time.monotonic()
