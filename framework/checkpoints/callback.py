@@ -37,17 +37,16 @@ class Checkpointing(pl.Callback):
     """
 
     def __init__(self, run_dir: Path, config: dict[str, Any], stop: StopSignals, metrics_log: RunCSVLogger,
-                 history: MetricHistory, every_n_steps: int | None = None, every_n_minutes: float | None = None, save_best: bool = False,
-                 resume: ResumePoint | None = None) -> None:
+                 history: MetricHistory, every_n_steps: int | None = None, every_n_minutes: float | None = None,
+                 save_best: bool = False, resume: ResumePoint | None = None) -> None:
         self.directory = checkpoint_dir(run_dir)
         self.config, self.stop, self.metrics_log, self.history = config, stop, metrics_log, history
         self.every_n_steps, self.every_n_minutes, self.save_best = every_n_steps, every_n_minutes, save_best
         self.resumes = [*resume.resumes, {"from_step": resume.step, "at": _now()}] if resume else []
         self._saved_step = resume.step if resume else None
         self._clock = time.monotonic()
-        self._pending = resume  # random states, restored at the start of training
+        self._pending = resume  # its random states, restored as the first step begins
         self._between_steps = False
-        self._best: float | None = None
 
     @property
     def last(self) -> Path:
