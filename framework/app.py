@@ -8,6 +8,7 @@ and skips the finished ones.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -43,6 +44,8 @@ def prepare(argv: list[str], root: Path) -> list[str]:
     config stored in its checkpoint.
     """
     register_configs(experiments=root / "experiments")
+    # submitit (hydra/launcher=slurm) warns its jobs with SIGUSR1, as the README documents, instead of USR2
+    os.environ.setdefault("SUBMITIT_PREEMPT_SIGNAL", "USR1")
     resume = [arg.partition("=")[2] for arg in argv if arg.partition("=")[0].lstrip("+") == "resume"]
     if not resume or not resume[0] or resume[0] == "null":
         return argv

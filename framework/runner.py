@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import framework
@@ -180,7 +181,10 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     }
     if trainer_args.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar(history.key))
-    trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()], **trainer_args)
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # stop signals and requeues are ours (framework.lifecycle), not Lightning's
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=plugins, **trainer_args)
     return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers, stop, checkpointing,
                train_batches, own_generators(problem.val_loader()), resume)
 
@@ -235,6 +239,8 @@ def execute(r: Run) -> dict[str, Any]:
         finish_loggers(r.loggers, status)
         summary = _summary(r, resolved, status, error, divergence, started, clock)
         write_summary(r.run_dir, summary)
+    if status == INTERRUPTED:
+        r.stop.hand_on()  # a job scheduler's own handler (submitit requeues the job from here)
     return summary
 
 

@@ -1,5 +1,6 @@
 """Stop signals: SIGTERM and SIGUSR1 (what SLURM sends at preemption, at the time limit, and as
-``--signal=USR1@90``'s warning) and SIGINT (Ctrl-C) end a run cleanly between two steps."""
+``--signal=USR1@90``'s warning), SIGUSR2 (submitit's default warning signal) and SIGINT (Ctrl-C) end a run
+cleanly between two steps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopSignals(pl.Callback):
@@ -18,12 +19,15 @@ class StopSignals(pl.Callback):
     summary with ``status: interrupted`` and exits with code 75. A second Ctrl-C stops at once.
 
     Lightning installs a SIGTERM handler of its own when training starts (it aborts validation midway and
-    exits with code 0); ours is put back in its place for the training loop.
+    exits with code 0); ours is put back in its place for the training loop. A handler that was there
+    before us and is Python code (submitit's, which requeues a SLURM job) gets the signal once the run has
+    written its checkpoint and summary: :meth:`hand_on`.
     """
 
     def __init__(self) -> None:
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
+        self._outer: Any = None  # the handler before ours of the signal received
 
     @property
     def requested(self) -> bool:
@@ -50,8 +54,16 @@ class StopSignals(pl.Callback):
                 raise KeyboardInterrupt
             return
         self.received = name
+        self._outer = self._previous.get(signum)
         print(f"\n{name}: stopping after the current step (checkpoint, summary, exit code 75)"
               + ("; Ctrl-C again stops at once" if signum == signal.SIGINT else ""), file=sys.stderr, flush=True)
+
+    def hand_on(self) -> None:
+        """Pass the received signal on to the handler we displaced, if it is Python code other than Ctrl-C's
+        default (which would raise KeyboardInterrupt): e.g. submitit's checkpoint-and-requeue, which exits."""
+        outer = self._outer
+        if self.received is not None and callable(outer) and outer is not signal.default_int_handler:
+            outer(signal.Signals[self.received].value, None)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.install()

@@ -1,0 +1,76 @@
+"""Sweeps as SLURM jobs through Hydra's submitit launcher, on the single-node cluster that
+``scripts/slurm-local.sh up`` starts (skipped, with the reason, where there is none)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from test_resume import without_timings
+
+
+def _cluster_down_reason() -> str | None:
+    if shutil.which("sbatch") is None:
+        return "no SLURM here (sbatch not found): scripts/slurm-local.sh up starts a local cluster"
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if done.returncode != 0 or not any(s in done.stdout for s in ("idle", "mixed", "allocated")):
+        return "the SLURM cluster is not up: scripts/slurm-local.sh up"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_cluster_down_reason() is not None, reason=str(_cluster_down_reason()))
+QUICK = ["backend=cpu", "logger=local", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_sweep_members_run_as_slurm_jobs(tmp_path):
+    done = run_cli("run.py", "-m", "hydra/launcher=slurm", "optimizer=adamw,sophia", "seed=0,1", "model=logreg",
+                   "trainer.max_steps=50", *QUICK, f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    members = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [m.name for m in members] == ["0_adamw_logreg", "1_adamw_logreg", "2_sophia_logreg", "3_sophia_logreg"]
+    assert all(_summary(m)["status"] == "completed" and _summary(m)["steps"] == 50 for m in members)
+    assert [_summary(m)["seed"] for m in members] == [0, 1, 0, 1]
+    jobs = tmp_path / ".submitit"
+    assert len(list(jobs.glob("*/*_submission.sh"))) >= 1  # the sbatch script
+    logs = sorted(jobs.glob("*_*/*_log.out"))
+    assert len(logs) == 4 and all("completed: val/loss" in log.read_text() for log in logs)
+
+
+def test_usr1_requeues_the_member_which_resumes_to_the_uninterrupted_result(tmp_path):
+    run = ["model=mlp", "trainer.max_steps=1500", "trainer.val_check_interval=250", "checkpoint.every_n_steps=50"]
+    whole = tmp_path / "whole"
+    done = run_cli("run.py", *run, *QUICK[:4], f"hydra.run.dir={whole}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    launcher = subprocess.Popen(
+        ["python", "run.py", "-m", "hydra/launcher=slurm", *run, *QUICK, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    member = sweep / "0_adamw_mlp"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (member / "checkpoints" / "last.ckpt").exists():
+            time.sleep(0.1)
+        folders = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.is_dir())
+        job = next((f for f in folders if "_" in f), folders[0])  # an array task (A_0), or a single job
+        signalled = subprocess.run(["scancel", "--signal=USR1", job], capture_output=True, text=True)
+        assert signalled.returncode == 0, signalled.stderr
+        output, _ = launcher.communicate(timeout=600)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+    summary = _summary(member)
+    assert summary["status"] == "completed" and len(summary["resumes"]) == 1
+    assert 0 < summary["resumes"][0]["from_step"] < 1500
+    assert without_timings(_summary(whole)) == without_timings(summary)
+    assert (whole / "metrics.csv").read_bytes() == (member / "metrics.csv").read_bytes()
