@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_usr1_requeues_the_member_which_resumes_to_the_uninterrupted_result(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = tmp_path / "sweep"
     launcher = subprocess.Popen(
-        ["python", "run.py", "-m", "hydra/launcher=slurm", *run, *QUICK, f"hydra.sweep.dir={sweep}"],
+        [sys.executable, "run.py", "-m", "hydra/launcher=slurm", *run, *QUICK, f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     member = sweep / "0_adamw_mlp"
     try:
