@@ -41,6 +41,8 @@ from framework.task import TrainingTask
 for _pattern in (".*does not have many workers.*", ".*is smaller than the logging interval.*",
                  ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*",
                  ".*resuming from a checkpoint that ended before the epoch ended.*",
+                 # on a machine with SLURM installed: a local run is meant to be local
+                 ".*The `srun` command is available on your system but is not used.*",
                  # AdaHessian breaks this cycle itself by detaching p.grad after the HVP
                  ".*backward\\(\\) with create_graph=True will create a reference cycle.*"):
     warnings.filterwarnings("ignore", message=_pattern)
