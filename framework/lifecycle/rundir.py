@@ -8,7 +8,6 @@ primary config), so that a refused launch leaves an existing directory exactly a
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 from pathlib import Path
@@ -17,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints.resume import LAST, checkpoint_dir
 from framework.lifecycle.status import COMPLETED, DIVERGED
-from framework.results import SUMMARY
+from framework.results import SUMMARY, read_summary
 
 UNIQUE_RESOLVER = "optbench.unique"
 LOCK = ".lock"
@@ -48,12 +47,9 @@ def resume_refusal(run_dir: Path) -> str | None:
         return "no such run directory"
     if not (checkpoint_dir(run_dir) / LAST).is_file():
         return f"has no checkpoint (checkpoints/{LAST}); only a run that wrote one can be resumed"
-    path = run_dir / SUMMARY
-    if not path.exists():
-        return None
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
+        summary = read_summary(run_dir)
+    except (OSError, ValueError):  # none yet (a killed run), or unreadable: the checkpoint decides
         return None
     if summary.get("status") == COMPLETED:
         return "the run already completed; there is nothing to resume"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from framework.lifecycle.status import COMPLETED
-from framework.results import SUMMARY
+from framework.results import SUMMARY, read_summary
 
 
 def _job_number(folder: Path) -> tuple[int, str]:
@@ -27,7 +26,7 @@ def member_outcomes(sweep_dir: Path) -> list[tuple[str, str, str | None]]:
     members = [d for d in Path(sweep_dir).iterdir() if d.is_dir() and ((d / ".hydra").is_dir() or (d / SUMMARY).exists())]
     for folder in sorted(members, key=_job_number):
         try:
-            summary = json.loads((folder / SUMMARY).read_text())
+            summary = read_summary(folder)
             outcomes.append((folder.name, summary.get("status", "unknown"), summary.get("error")))
         except (OSError, ValueError):
             outcomes.append((folder.name, "no result", None))
