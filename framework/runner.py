@@ -34,7 +34,7 @@ from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED,
 from framework.problem import Problem
 from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
-from framework.solver import FactorySolver, Solver
+from framework.solver import SEARCH_SPACE, FactorySolver, Solver
 from framework.task import TrainingTask
 
 # Lightning's advice that does not apply to in-memory data and step-based runs
@@ -68,6 +68,13 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError):
             raise cause from None
         raise ConfigError(group, OmegaConf.select(node, "_target_"), error_cause(error)) from error
+
+
+def _without(node: DictConfig, key: str) -> DictConfig:
+    """``node`` less ``key`` (a solver's search space is for the tuner, not for its constructor)."""
+    if key not in node:
+        return node
+    return OmegaConf.masked_copy(node, [k for k in node if k != key])
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:
@@ -148,7 +155,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     """
     run_dir = Path(run_dir)
     check_run_settings(cfg)
-    solver = build(cfg.optimizer, "optimizer")
+    solver = build(_without(cfg.optimizer, SEARCH_SPACE), "optimizer")
     if not isinstance(solver, Solver):
         solver = FactorySolver(solver)
     backend: Backend = build(cfg.backend, "backend").resolve()

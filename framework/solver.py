@@ -20,6 +20,10 @@ from torch import Tensor, nn
 from framework.costs import Costs
 from framework.errors import ConfigError, check_nonnegative
 
+#: the key of a solver's YAML that holds its default tuning search space (keys relative to ``optimizer.``,
+#: values in Hydra's sweep syntax); the tuner reads it, the solver's constructor never sees it
+SEARCH_SPACE = "search_space"
+
 if TYPE_CHECKING:
     from framework.problem import Forward
     from framework.task import TrainingTask
