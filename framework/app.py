@@ -136,6 +136,8 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra.runtime.output_dir)
     in_sweep = hydra.mode == RunMode.MULTIRUN
     resuming = bool(cfg.get("resume"))
+    if in_sweep and OmegaConf.select(cfg, "logger.group", default="") is None:  # W&B: one group per sweep
+        cfg.logger.group = "/".join(Path(str(hydra.sweep.dir)).parts[-2:])
     if in_sweep and not resuming and resume_refusal(run_dir) is None and _same_run(run_dir, cfg):
         print(f"{run_dir.name}: continuing from its checkpoint", file=sys.stderr)
         cfg.resume, resuming = str(run_dir), True

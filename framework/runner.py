@@ -245,8 +245,8 @@ def execute(r: Run) -> dict[str, Any]:
         raise
     finally:
         r.stop.restore()
-        finish_loggers(r.loggers, status)
         summary = _summary(r, resolved, status, error, divergence, started, clock)
+        finish_loggers(r.loggers, summary)
         write_summary(r.run_dir, summary)
     if status == INTERRUPTED:
         r.stop.hand_on()  # a job scheduler's own handler (submitit requeues the job from here)
@@ -291,11 +291,27 @@ def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence:
     }
 
 
-def finish_loggers(loggers: list[Logger], status: str) -> None:
-    """Flush every logger; end the W&B run so that the next run in this process gets its own."""
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a run is compared by, flat, for a W&B run summary: status, initial / final / best metric,
+    steps, items, FLOPs and seconds, and when (step, items, FLOPs, seconds) the target was first reached."""
+    metric, reached = summary["metric"], summary["metric"]["reached_target"] or {}
+    values = {"status": summary["status"], "steps": summary["steps"], "items": summary["items"]["count"],
+              "flops": summary["costs"].get("flops"), "train_seconds": summary["wall_clock_s"]["train"],
+              f"{metric['name']}/initial": metric["initial"], f"{metric['name']}/final": metric["final"],
+              f"{metric['name']}/best": metric["best"], "target/value": metric["target"],
+              "target/reached": bool(reached)}
+    values.update({f"target/{key}": reached[key] for key in ("step", "items", "flops", "seconds") if key in reached})
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def finish_loggers(loggers: list[Logger], summary: dict[str, Any]) -> None:
+    """Flush every logger; give the W&B run the headline numbers and end it, so that the next run in this
+    process gets its own."""
+    status = summary["status"]
     for logger in loggers:
         logger.finalize("success" if status == COMPLETED else status)
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.summary.update(headline(summary))
             logger.experiment.finish(exit_code=0 if status == COMPLETED else 1)
 
 
