@@ -99,8 +99,9 @@ def _distribution(override: Override) -> BaseDistribution:
         if all(float(v).is_integer() for v in (sweep.start, step)):
             return IntDistribution(int(values[0]), int(values[-1]), step=int(step))
         return FloatDistribution(values[0], values[-1], step=step)
-    if isinstance(sweep, ChoiceSweep):
-        return CategoricalDistribution(list(override.sweep_string_iterator()))
+    if isinstance(sweep, ChoiceSweep):  # numbers stay numbers; anything else (lists, dicts) as written
+        typed = all(isinstance(v, (bool, int, float, str)) for v in sweep.list)
+        return CategoricalDistribution(list(sweep.list) if typed else list(override.sweep_string_iterator()))
     raise ConfigError(key, override.input_line, "is not a sweep Optuna can search")
 
 

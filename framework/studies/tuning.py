@@ -92,12 +92,20 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "study"
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, less its ``study.stop()`` once the grid is covered (which only works inside
+    ``study.optimize``): the tuning loop caps the budget at the grid's size itself."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        pass
+
+
 def _sampler(settings: TuningSettings, space: Space, seen: int) -> optuna.samplers.BaseSampler:
     """A sampler for a study that already holds ``seen`` trials: seeded so that a continued study draws
     new points, not the ones it drew before it was stopped (QMC and grid keep their place themselves)."""
     seed = settings.sampler_seed
     if settings.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return _GridSampler(space.grid(), seed=seed)
     if settings.sampler == "qmc":  # quasi-random (Halton) search, as AlgoPerf's baselines tune
         return optuna.samplers.QMCSampler(qmc_type="halton", scramble=True, seed=seed,
                                           warn_independent_sampling=False)
@@ -216,45 +224,54 @@ class Tuning:
         print(f"[tuning] {name}: {budget} trials, {self.settings.sampler} over {', '.join(space.searched)}; "
               f"journal {self.sweep_dir / JOURNAL}", flush=True)
         while True:
+            batch = []
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if len(batch) == self.settings.n_jobs:
+                    break
+                job = self._again(study, trial, space)
+                if job is not None:
+                    batch.append((trial.number, job))
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state.is_finished() for t in trials)
-            stale = [t for t in trials if t.state == TrialState.RUNNING][: self.settings.n_jobs]
-            batch = [self._again(study, t) for t in stale]
-            fresh = min(self.settings.n_jobs - len(batch), budget - finished - len(stale))
-            batch += [self._ask(study, space) for _ in range(max(fresh, 0))]
-            batch = [b for b in batch if b is not None]
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            for _ in range(max(min(self.settings.n_jobs - len(batch), budget - finished - running), 0)):
+                batch.append(self._ask(study, space))
             if not batch:
                 break
             error = self._launch([job for _, job in batch])
-            for trial, job in batch:
-                self._tell(study, trial, job, error)
+            for number, job in batch:
+                self._tell(study, number, job, error)
             self._record(name, study)
         self._rerun_best(name, study)
         self._record(name, study)
 
     def _ask(self, study: optuna.Study, space: Space) -> tuple[int, Job]:
         trial = study.ask(space.searched)
-        job = self._new_job(space.overrides(trial.params))
-        for key, value in {"job": job.num, "overrides": job.overrides, "run_dir": self._relative(job.run_dir)}.items():
-            trial.set_user_attr(key, value)
-        return trial.number, job
+        return trial.number, self._assign(study, trial.number, trial.params, space)
 
-    def _again(self, study: optuna.Study, trial: FrozenTrial) -> tuple[int, Job] | None:
-        """A trial left under way by a stopped sweep: its job again, unless it already has a result."""
+    def _assign(self, study: optuna.Study, number: int, params: dict[str, Any], space: Space) -> Job:
+        """A new job for trial ``number``, recorded with the trial before anything is launched."""
+        job = self._new_job(space.overrides(params))
+        trial_id = study.get_trials(deepcopy=False)[number]._trial_id
+        for key, value in {"job": job.num, "overrides": job.overrides, "run_dir": self._relative(job.run_dir)}.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+        return job
+
+    def _again(self, study: optuna.Study, trial: FrozenTrial, space: Space) -> Job | None:
+        """A trial left under way by a stopped sweep: its job again (a new one if it was stopped before its
+        launch), or None if its run already has a result, which is then told."""
         attrs = trial.user_attrs
-        if "job" not in attrs:  # stopped between ask and launch
-            study.tell(trial.number, state=TrialState.FAIL)
-            return None
+        if "job" not in attrs:
+            return self._assign(study, trial.number, trial.params, space)
         job = Job(attrs["job"], list(attrs["overrides"]), self.sweep_dir / attrs["run_dir"])
         if Outcome.read(job.run_dir, self.settings.objective).status in (COMPLETED, DIVERGED, FAILED):
             self._tell(study, trial.number, job, None)
             return None
-        return trial.number, job
+        return job
 
     def _tell(self, study: optuna.Study, number: int, job: Job, launch_error: str | None) -> None:
         outcome = Outcome.read(job.run_dir, self.settings.objective)
-        trial = study.get_trials(deepcopy=False)[number]
-        trial_id = trial._trial_id
+        trial_id = study.get_trials(deepcopy=False)[number]._trial_id
         self.storage.set_trial_user_attr(trial_id, "status", outcome.status)
         if outcome.error or (launch_error and outcome.status == NO_RESULT):
             self.storage.set_trial_user_attr(trial_id, "error", outcome.error if outcome.status != NO_RESULT
