@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.configs import register_configs
 from framework.errors import ConfigError
+from framework.lifecycle.joblogs import link_job_logs
 from framework.lifecycle.rundir import RunLock, new_run_refusal, resume_refusal, save_hydra_config
 from framework.lifecycle.status import EXIT_CODES, EXIT_CONFIG, FAILED, INTERRUPTED
 from framework.results import SUMMARY, write_summary
@@ -158,6 +159,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         if not resuming:
             save_hydra_config(run_dir, cfg)
+        link_job_logs(run_dir)
         summary = run(cfg, run_dir)
     except ConfigError as error:
         if in_sweep:

@@ -46,6 +46,9 @@ def test_sweep_members_run_as_slurm_jobs(tmp_path):
     assert len(list(jobs.glob("*/*_submission.sh"))) >= 1  # the sbatch script
     logs = sorted(jobs.glob("*_*/*_log.out"))
     assert len(logs) == 4 and all("completed: val/loss" in log.read_text() for log in logs)
+    for member in members:  # each member's own job log, linked beside its results
+        assert f"results: {member / 'summary.json'}" in (member / "job.out").read_text()
+        assert (member / "job.err").resolve().parent == (member / "job.out").resolve().parent
 
 
 def test_usr1_requeues_the_member_which_resumes_to_the_uninterrupted_result(tmp_path):
@@ -75,3 +78,20 @@ def test_usr1_requeues_the_member_which_resumes_to_the_uninterrupted_result(tmp_
     assert 0 < summary["resumes"][0]["from_step"] < 1500
     assert without_timings(_summary(whole)) == without_timings(summary)
     assert (whole / "metrics.csv").read_bytes() == (member / "metrics.csv").read_bytes()
+
+
+def test_tuning_trials_run_as_slurm_jobs_sharing_one_journal(tmp_path):
+    done = run_cli("run.py", "-m", "hydra/launcher=slurm", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4",
+                   "hydra.sweeper.n_jobs=2", "hydra.sweeper.rerun_seeds=[1]", "model=logreg", "optimizer=adamw",
+                   "trainer.max_steps=50", *QUICK, f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (study,) = json.loads((tmp_path / "tuning.json").read_text())["studies"]
+    assert [t["status"] for t in study["trials"]] == ["completed"] * 4
+    assert study["reruns"][0]["status"] == "completed"
+    runs = [tmp_path / t["run_dir"] for t in study["trials"]] + [tmp_path / study["reruns"][0]["run_dir"]]
+    # two trials per batch, each batch one job array: 2 + 2 + the re-run, five SLURM jobs in all
+    job_logs = {(run / "job.out").resolve() for run in runs}
+    assert len(job_logs) == 5 and all(log.is_file() and log.is_relative_to(tmp_path / ".submitit") for log in job_logs)
+    assert len({log.parent.name.split("_")[0] for log in job_logs}) == 3
+    for trial in study["trials"]:
+        assert _summary(tmp_path / trial["run_dir"])["metric"]["final"] == trial["value"]
