@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from framework.configs import register_configs
+from framework.configs import quoted, register_configs
 from framework.errors import ConfigError
 from framework.lifecycle.joblogs import link_job_logs
 from framework.lifecycle.rundir import RunLock, new_run_refusal, resume_refusal, save_hydra_config
@@ -30,11 +30,6 @@ _HYDRA_FILES = (".hydra", "run.log")
 def fail(message: str, code: int = EXIT_CONFIG) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
-
-
-def _quoted(value: str) -> str:
-    """A Hydra override value that keeps any path as it is (spaces, commas, quotes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def prepare(argv: list[str], root: Path) -> list[str]:
@@ -58,7 +53,7 @@ def prepare(argv: list[str], root: Path) -> list[str]:
     refusal = resume_refusal(Path(run_dir))
     if refusal:
         fail(f"resume={run_dir}: {refusal}")
-    return [*argv, f"hydra.run.dir={_quoted(run_dir)}"]
+    return [*argv, f"hydra.run.dir={quoted(run_dir)}"]
 
 
 def _discard_fresh_run_dir(run_dir: Path, top: Path) -> None:

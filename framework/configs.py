@@ -18,6 +18,11 @@ from framework.registry import Registry
 GROUPS = ("optimizer", "model", "backend")
 
 
+def quoted(value: str) -> str:
+    """A Hydra override value that keeps any path as it is (spaces, commas, quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def register_experiments(directory: Path) -> list[str]:
     """Each ``<directory>/<name>.yaml`` becomes ``+experiment=<name>``, merged at the top level."""
     store = ConfigStore.instance()

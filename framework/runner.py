@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pytorch_lightning as pl
 import torch
@@ -30,12 +30,15 @@ from framework.checkpoints.stream import batches_per_epoch, own_generators
 from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
 from framework.lifecycle.signals import StopSignals
-from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED, Diverged
+from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED, PRUNED, Diverged
 from framework.problem import Problem
 from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
 from framework.solver import SEARCH_SPACE, FactorySolver, Solver
 from framework.task import TrainingTask
+
+if TYPE_CHECKING:
+    from framework.studies.pruning import TrialPruning
 
 # Lightning's advice that does not apply to in-memory data and step-based runs
 for _pattern in (".*does not have many workers.*", ".*is smaller than the logging interval.*",
@@ -145,6 +148,7 @@ class Run:
     train_batches: Iterable[Any]
     val_loader: Iterable[Any]
     resume: ResumePoint | None = None
+    pruning: TrialPruning | None = None
 
 
 def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -> Run:
@@ -179,6 +183,13 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
                                       every_n_minutes=cfg.checkpoint.every_n_minutes,
                                       save_best=cfg.checkpoint.save_best, resume=resume)
         callbacks.append(checkpointing)
+    pruning = None
+    if cfg.get("tuning") and cfg.tuning.get("pruner"):  # a tuning trial: report validations, maybe stop early
+        from framework.studies.pruning import TrialPruning
+
+        pruning = TrialPruning(cfg.tuning.journal, cfg.tuning.study, cfg.tuning.trial_id, cfg.tuning.pruner,
+                               history)
+        callbacks.append(pruning)
     trainer_args = {
         "max_epochs": -1,
         "check_val_every_n_epoch": None,
@@ -195,7 +206,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=plugins, **trainer_args)
     return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers, stop, checkpointing,
-               train_batches, own_generators(problem.val_loader()), resume)
+               train_batches, own_generators(problem.val_loader()), resume, pruning)
 
 
 def _check_parameters(r: Run) -> None:
@@ -232,7 +243,7 @@ def execute(r: Run) -> dict[str, Any]:
                 r.checkpointing.save(r.trainer)
             if r.history.last_step != r.trainer.global_step:
                 r.trainer.validate(r.task, dataloaders=r.val_loader, verbose=False)
-            status = COMPLETED
+            status = PRUNED if r.pruning is not None and r.pruning.pruned_at is not None else COMPLETED
     except (Diverged, FloatingPointError) as exc:
         status = DIVERGED
         divergence = exc.as_dict() if isinstance(exc, Diverged) else {
@@ -260,6 +271,8 @@ def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence:
         stopped = {"by": r.stop.received, "step": r.trainer.global_step}
     elif r.history.stopped_at_target:
         stopped = {"by": "target", "step": r.trainer.global_step}
+    elif status == PRUNED:
+        stopped = {"by": "pruner", "step": r.trainer.global_step}
     last = r.checkpointing.last if r.checkpointing is not None else None
     return {
         "status": status,

@@ -91,6 +91,29 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path)
     assert "1 completed, 1 diverged, 2 failed" in done.stdout
 
 
+def test_median_pruner_stops_trials_worse_than_the_median_at_the_same_step(tmp_path):
+    done = run_cli("run.py", "-m", *TUNE, "hydra.sweeper.pruner=median", "hydra.sweeper.n_trials=10",
+                   "hydra.sweeper.sampler=random", "model=mlp", "optimizer=adamw",
+                   "optimizer.lr=tag(log, interval(1e-5, 1e-1))", "trainer.max_steps=200",
+                   "trainer.val_check_interval=50", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (study,) = _manifest(tmp_path)["studies"]
+    trials = study["trials"]
+    pruned = [t for t in trials if t["status"] == "pruned"]
+    assert pruned and all(t["state"] == "PRUNED" for t in pruned) and trials[0]["status"] == "completed"
+    curves = {t["number"]: {p["step"]: p["value"] for p in _summary(tmp_path / t["run_dir"])["metric"]["history"]}
+              for t in trials}
+    for trial in pruned:
+        summary = _summary(tmp_path / trial["run_dir"])
+        step = summary["stopped"]["step"]
+        assert summary["stopped"]["by"] == "pruner" and summary["steps"] == step < 200
+        earlier = sorted(curves[t["number"]][step] for t in trials[: trial["number"]] if t["status"] == "completed")
+        assert len(earlier) >= 5  # MedianPruner's start-up trials
+        median = (earlier[(len(earlier) - 1) // 2] + earlier[len(earlier) // 2]) / 2
+        assert min(v for s, v in curves[trial["number"]].items() if 0 < s <= step) > median
+    assert study["best"]["number"] in [t["number"] for t in trials if t["status"] == "completed"]
+
+
 def _wait_for(condition, child: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

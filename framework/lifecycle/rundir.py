@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoints.resume import LAST, checkpoint_dir
-from framework.lifecycle.status import COMPLETED, DIVERGED
+from framework.lifecycle.status import COMPLETED, DIVERGED, PRUNED
 from framework.results import SUMMARY, read_summary
 
 UNIQUE_RESOLVER = "optbench.unique"
@@ -53,6 +53,8 @@ def resume_refusal(run_dir: Path) -> str | None:
         return None
     if summary.get("status") == COMPLETED:
         return "the run already completed; there is nothing to resume"
+    if summary.get("status") == PRUNED:
+        return "the run is a tuning trial its study pruned; there is nothing to resume"
     if summary.get("status") == DIVERGED:
         step = (summary.get("divergence") or {}).get("step")
         return f"the run diverged (at step {step}); resuming would diverge again"

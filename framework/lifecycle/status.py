@@ -6,6 +6,7 @@
 | ``failed`` | an error stopped it (the summary's ``error`` says which) | 1 |
 | (bad input) | a setting was refused before anything ran; one line names it | 2 |
 | ``diverged`` | the loss or the parameters became NaN or infinite | 3 |
+| ``pruned`` | a tuning trial stopped early by the study's pruner (``hydra.sweeper.pruner``) | 0 |
 | ``interrupted`` | a stop signal (SIGTERM, SIGINT, SIGUSR1): checkpoint written, ``resume=<run dir>`` continues | 75 |
 
 75 is ``EX_TEMPFAIL`` of ``sysexits.h``: "try again later", the code a launcher can requeue on. A sweep exits
@@ -18,9 +19,10 @@ COMPLETED = "completed"
 FAILED = "failed"
 DIVERGED = "diverged"
 INTERRUPTED = "interrupted"
+PRUNED = "pruned"
 
 EXIT_CONFIG = 2
-EXIT_CODES = {COMPLETED: 0, FAILED: 1, DIVERGED: 3, INTERRUPTED: 75}
+EXIT_CODES = {COMPLETED: 0, FAILED: 1, DIVERGED: 3, INTERRUPTED: 75, PRUNED: 0}
 
 
 class Diverged(ArithmeticError):

@@ -22,17 +22,21 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from framework.configs import quoted
 from framework.errors import ConfigError, check_count, require
 from framework.files import atomic_file
-from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED
+from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, PRUNED
 from framework.results import read_summary, strict_json
 from framework.studies.sweeps import BEST, MANIFEST
+from framework.studies.pruning import make_pruner
 from framework.studies.space import SEARCH_SPACE, Space, parse_space, solver_space
 
 JOURNAL = "optuna.journal"
 SAMPLERS = ("tpe", "random", "qmc", "grid")
 OBJECTIVES = ("final", "best")
 NO_RESULT = "no result"
+#: a run with one of these statuses is over: its trial is told, never launched again
+FINISHED = (COMPLETED, DIVERGED, FAILED, PRUNED)
 
 #: runs the given jobs (overrides each) as sweep members numbered from the second argument on
 Launch = Callable[[list[list[str]], int], None]
@@ -51,6 +55,7 @@ class TuningSettings:
     objective: str = "final"
     rerun_seeds: list[int] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    pruner: str | None = None
 
     def check(self) -> None:
         check_count("hydra.sweeper.n_trials", self.n_trials)
@@ -61,6 +66,8 @@ class TuningSettings:
                 f"must be one of {list(OBJECTIVES)} (the validation metric at the end, or its best value)")
         for seed in self.rerun_seeds:
             check_count("hydra.sweeper.rerun_seeds[]", seed, minimum=0)
+        if self.pruner is not None:
+            make_pruner(self.pruner)
 
     def param_overrides(self) -> list[str]:
         return [f"{key}={value}" for key, value in self.params.items()]
@@ -121,6 +128,8 @@ class Job:
     num: int
     overrides: list[str]
     run_dir: Path
+    #: launch-only overrides (the trial's identity, for pruning), never part of a configuration to re-run
+    extra: list[str] = field(default_factory=list)
 
 
 class Tuning:
@@ -165,7 +174,7 @@ class Tuning:
         error = None
         for group in groups:
             try:
-                self.launch_jobs([j.overrides for j in group], group[0].num)
+                self.launch_jobs([[*j.overrides, *j.extra] for j in group], group[0].num)
             except Exception as exc:  # noqa: BLE001 - a launcher failure fails its trials, not the study
                 error = f"{type(exc).__name__}: {exc}"
         return error
@@ -253,9 +262,18 @@ class Tuning:
         """A new job for trial ``number``, recorded with the trial before anything is launched."""
         job = self._new_job(space.overrides(params))
         trial_id = study.get_trials(deepcopy=False)[number]._trial_id
+        job.extra = self._trial_keys(study, trial_id)
         for key, value in {"job": job.num, "overrides": job.overrides, "run_dir": self._relative(job.run_dir)}.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
         return job
+
+    def _trial_keys(self, study: optuna.Study, trial_id: int) -> list[str]:
+        """With a pruner, what a trial's run needs to report to its trial (framework.studies.pruning)."""
+        if self.settings.pruner is None:
+            return []
+        journal = quoted(str((self.sweep_dir / JOURNAL).resolve()))
+        return [f"+tuning.journal={journal}", f"+tuning.study={quoted(study.study_name)}",
+                f"+tuning.trial_id={trial_id}", f"+tuning.pruner={self.settings.pruner}"]
 
     def _again(self, study: optuna.Study, trial: FrozenTrial, space: Space) -> Job | None:
         """A trial left under way by a stopped sweep: its job again (a new one if it was stopped before its
@@ -263,8 +281,9 @@ class Tuning:
         attrs = trial.user_attrs
         if "job" not in attrs:
             return self._assign(study, trial.number, trial.params, space)
-        job = Job(attrs["job"], list(attrs["overrides"]), self.sweep_dir / attrs["run_dir"])
-        if Outcome.read(job.run_dir, self.settings.objective).status in (COMPLETED, DIVERGED, FAILED):
+        job = Job(attrs["job"], list(attrs["overrides"]), self.sweep_dir / attrs["run_dir"],
+                  self._trial_keys(study, trial._trial_id))
+        if Outcome.read(job.run_dir, self.settings.objective).status in FINISHED:
             self._tell(study, trial.number, job, None)
             return None
         return job
@@ -278,6 +297,8 @@ class Tuning:
                                              else f"{outcome.error}; launcher: {launch_error}")
         if outcome.status == COMPLETED:
             study.tell(number, outcome.value)
+        elif outcome.status == PRUNED:  # Optuna takes the last reported value as the trial's
+            study.tell(number, state=TrialState.PRUNED)
         elif outcome.status == DIVERGED:  # the worst value: samplers learn to stay away, best never picks it
             study.tell(number, math.inf if study.direction == optuna.study.StudyDirection.MINIMIZE else -math.inf)
         else:
@@ -305,7 +326,7 @@ class Tuning:
             known = reruns.get(str(seed))
             if known and known["trial"] == best.number:
                 job = Job(known["job"], known["overrides"], self.sweep_dir / known["run_dir"])
-                if Outcome.read(job.run_dir, self.settings.objective).status in (COMPLETED, DIVERGED, FAILED):
+                if Outcome.read(job.run_dir, self.settings.objective).status in FINISHED:
                     continue
             else:
                 job = self._new_job([*best.user_attrs["overrides"], f"seed={seed}"])
@@ -346,7 +367,7 @@ class Tuning:
     def _record(self, name: str, study: optuna.Study) -> None:
         best = self._best(study)
         trials = [{"number": t.number, "state": t.state.name, "status": t.user_attrs.get("status"),
-                   "value": t.value if t.state == TrialState.COMPLETE else None, "params": t.params,
+                   "value": t.value, "params": t.params,
                    "job": t.user_attrs.get("job"), "run_dir": t.user_attrs.get("run_dir"),
                    "error": t.user_attrs.get("error")} for t in study.get_trials(deepcopy=False)]
         reruns = []

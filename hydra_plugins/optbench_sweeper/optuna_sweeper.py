@@ -38,6 +38,8 @@ class OptunaSweeperConf:
     rerun_seeds: List[int] = field(default_factory=list)
     #: search space and fixed settings, in Hydra's sweep syntax (the command line wins for the same key)
     params: Dict[str, Any] = field(default_factory=dict)
+    #: null, median or asha: stop unpromising trials early from their validation history
+    pruner: Optional[str] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="optbench")
@@ -47,11 +49,12 @@ class OptunaSweeper(Sweeper):
     """Hydra sweeper over :class:`framework.studies.tuning.Tuning`."""
 
     def __init__(self, n_trials: int, n_jobs: int, sampler: str, sampler_seed: int, objective: str,
-                 rerun_seeds: List[int], params: Optional[Dict[str, Any]]) -> None:
+                 rerun_seeds: List[int], params: Optional[Dict[str, Any]], pruner: Optional[str] = None) -> None:
         from framework.studies.tuning import TuningSettings
 
         self.settings = TuningSettings(n_trials, n_jobs, str(sampler), sampler_seed, str(objective),
-                                       list(rerun_seeds or []), dict(params or {}))
+                                       list(rerun_seeds or []), dict(params or {}),
+                                       None if pruner is None else str(pruner))
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
 
