@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from framework.configs import quoted
 from framework.errors import ConfigError, check_count, require
 from framework.files import atomic_file
+from framework.lifecycle.rundir import LOCK, RunLock
 from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, PRUNED
 from framework.results import read_summary, strict_json
 from framework.studies.sweeps import BEST, MANIFEST
@@ -132,6 +134,19 @@ class Job:
     extra: list[str] = field(default_factory=list)
 
 
+def _wait_while_running(run_dir: Path) -> None:
+    """Wait for a run that is still under way in another process (a cluster job that outlived a killed
+    tuner): its directory's lock tells."""
+    if not (run_dir / LOCK).exists():
+        return
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        print(f"[tuning] {run_dir} is still running elsewhere; waiting for it", flush=True)
+        while not lock.acquire():
+            time.sleep(5)
+    lock.release()
+
+
 class Tuning:
     """Runs every study of a tuning sweep through ``launch``; see the module docstring."""
 
@@ -184,8 +199,14 @@ class Tuning:
     def run(self, arguments: list[str]) -> dict[str, dict[str, Any]]:
         """Run (or continue) every study the overrides describe; return their records."""
         top = parse_space([*self.settings.param_overrides(), *arguments])
-        for combo in top.study_grid():
-            self._run_study(combo, top, arguments)
+        lock = RunLock(self.sweep_dir)  # one tuner per sweep directory; its jobs share the journal
+        if not lock.acquire():
+            raise ConfigError("hydra.sweep.dir", str(self.sweep_dir), "is being tuned by another running process")
+        try:
+            for combo in top.study_grid():
+                self._run_study(combo, top, arguments)
+        finally:
+            lock.release()
         return self.records
 
     def _study_space(self, combo: list[str], top: Space, arguments: list[str]) -> tuple[Space, Any]:
@@ -283,6 +304,7 @@ class Tuning:
             return self._assign(study, trial.number, trial.params, space)
         job = Job(attrs["job"], list(attrs["overrides"]), self.sweep_dir / attrs["run_dir"],
                   self._trial_keys(study, trial._trial_id))
+        _wait_while_running(job.run_dir)
         if Outcome.read(job.run_dir, self.settings.objective).status in FINISHED:
             self._tell(study, trial.number, job, None)
             return None
