@@ -206,3 +206,28 @@ def test_tuned_comparison_tunes_every_solver_on_an_equal_budget(tmp_path):
             assert wandb["summary"]["val/loss/final"] == pytest.approx(summary["metric"]["final"])
             assert wandb["summary"]["status"] == "completed"
         assert (tmp_path / best["config"]).is_file()
+
+
+def test_gpt2_study_narrows_the_learning_rate_and_keeps_each_solvers_other_knobs():
+    """The GPU experiment, composed as run.py would (it needs a GPU to run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from framework.configs import register_configs
+
+    register_configs(experiments=ROOT / "experiments")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3", job_name="test"):
+        cfg = hydra_compose("config", overrides=["+experiment=tuned-comparison-gpt2"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.n_trials == 12 and list(sweeper.rerun_seeds) == [1, 2]
+    assert cfg.model.n_layer == 12 and cfg.model.block_size == 1024 and cfg.trainer.max_steps == 2000
+    params = [f"{k}={v}" for k, v in sweeper.params.items()]
+    top = parse_space(params)
+    assert top.study_grid() == [["optimizer=adamw"], ["optimizer=sophia"]]
+    for solver, knobs in (("adamw", {"weight_decay"}), ("sophia", {"rho", "k"})):
+        own = compose(f"optimizer={solver}").optimizer.search_space
+        space = parse_space([*solver_space(own, top.keys()), *params])
+        assert space.searched["optimizer.lr"] == FloatDistribution(6e-5, 6e-3, log=True)
+        assert set(space.searched) == {"optimizer.lr", *(f"optimizer.{k}" for k in knobs)}
