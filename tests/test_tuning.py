@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from conftest import QUIET, ROOT, compose, run_cli
@@ -55,6 +56,10 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
     assert solver_space({"lr": "interval(0.1, 1)", "rho": "interval(0.01, 0.1)"}, space.keys()) == []
     assert solver_space({"lr": "interval(0.1, 1)", "eps": "interval(1e-9, 1e-6)"}, {"optimizer.lr"}) == [
         "optimizer.eps=interval(1e-9, 1e-6)"]
+    # every sampled value goes back through Hydra's parser as itself
+    odd = parse_space(["x=choice('a b', c, 1.5, 'y,z', 3)"])
+    lines = [odd.overrides({"x": v})[0] for v in odd.searched["x"].choices]
+    assert [o.value() for o in OverridesParser.create().parse_overrides(lines)] == ["a b", "c", 1.5, "y,z", 3]
     with pytest.raises(ConfigError, match="low < high"):
         parse_space(["optimizer.lr=tag(log, interval(0, 1))"])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from framework.configs import quoted
 from framework.errors import ConfigError
 from framework.solver import SEARCH_SPACE
 
@@ -73,7 +75,12 @@ def _step(dist: IntDistribution | FloatDistribution, i: int) -> int | float:
 
 
 def _text(value: Any) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
+    """A sampled value as an override value: floats exactly, strings quoted where Hydra would split them."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str) and not re.fullmatch(r"[\w.+\-/]+", value):
+        return quoted(value)
+    return str(value)
 
 
 def _distribution(override: Override) -> BaseDistribution:
