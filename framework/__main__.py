@@ -1,6 +1,7 @@
-"""Command line of the core: ``python -m framework list`` shows every installed plugin entry.
+"""Command line of the core (also ``optbench``): ``list`` shows every installed plugin entry, ``compare``
+tabulates runs aggregated over seeds, ``report`` draws them.
 
-This path never imports torch or Lightning, so it answers in well under two seconds.
+These paths never import torch or Lightning, so they answer in seconds.
 """
 
 from __future__ import annotations
@@ -52,15 +53,93 @@ def list_plugins(strict: bool = False, as_json: bool = False) -> int:
     return 0
 
 
+def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str | None,
+                 all_trials: bool = False) -> int:
+    """Print the comparison table of every run under ``directories``; export the long table if asked."""
+    from pathlib import Path
+
+    from framework.errors import ConfigError
+    from framework.studies.compare import aggregate, notes, render, rich_table
+    from framework.studies.export import export
+    from framework.studies.runs import collect
+
+    try:
+        collection = collect(Path(d) for d in directories)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not collection.runs:
+        print(f"error: no summary.json under {' '.join(directories)}", file=sys.stderr)
+        return 1
+    rows = aggregate(collection.results(all_trials), by)
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console()
+        console.print(rich_table(rows, by))
+        for line in notes(collection.missing):
+            console.print(line, style="dim", markup=False, highlight=False)
+    else:
+        sys.stdout.write(render(rows, by, fmt, collection.missing))
+    if export_to:
+        root = Path(directories[0]) if len(directories) == 1 else None
+        for path in export(collection.runs, Path(export_to), root):
+            print(f"exported: {path}", file=sys.stderr)
+    return 0
+
+
+def report_runs(directories: list[str], out: str, by: list[str]) -> int:
+    """Write the figures and the HTML page of every run under ``directories`` into ``out``."""
+    from pathlib import Path
+
+    from framework.errors import ConfigError
+    from framework.studies.runs import collect
+
+    try:
+        from framework.studies.report import write_report
+    except ImportError as error:
+        print(f"error: optbench report needs matplotlib and plotly ({error.name} is missing): "
+              f"pip install 'optbench[report]'", file=sys.stderr)
+        return 2
+    try:
+        collection = collect(Path(d) for d in directories)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not collection.runs:
+        print(f"error: no summary.json under {' '.join(directories)}", file=sys.stderr)
+        return 1
+    for path in write_report(collection, [Path(d) for d in directories], Path(out), by):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m framework", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list solvers, problems and backends")
     listing.add_argument("--strict", action="store_true", help="fail on the first broken plugin")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    comparing = commands.add_parser("compare", help="runs under some directories, aggregated over seeds")
+    comparing.add_argument("directories", nargs="+", help="run, sweep or study directories (searched recursively)")
+    comparing.add_argument("--by", action="append", default=[], metavar="KEY",
+                           help="also group by this config key (e.g. optimizer.lr); repeat for more")
+    comparing.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"])
+    comparing.add_argument("--export", metavar="DIR", help="write every validation point to DIR/points.csv "
+                                                           "and DIR/points.parquet")
+    comparing.add_argument("--all-trials", action="store_true",
+                           help="of a tuning sweep, every trial (default: the re-runs of each study's best)")
+    reporting = commands.add_parser("report", help="figures and an offline HTML page of the comparison")
+    reporting.add_argument("directories", nargs="+", help="run, sweep or study directories (searched recursively)")
+    reporting.add_argument("--out", required=True, metavar="DIR", help="where the figures and report.html go")
+    reporting.add_argument("--by", action="append", default=[], metavar="KEY", help="as for compare")
     args = parser.parse_args(argv)
     if args.command == "list":
         return list_plugins(strict=args.strict, as_json=args.json)
+    if args.command == "compare":
+        return compare_runs(args.directories, args.by, args.format, args.export, args.all_trials)
+    if args.command == "report":
+        return report_runs(args.directories, args.out, args.by)
     return 2
 
 
