@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from framework.registry import PluginError, Registry
 
@@ -53,14 +54,11 @@ def list_plugins(strict: bool = False, as_json: bool = False) -> int:
     return 0
 
 
-def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str | None,
-                 all_trials: bool = False) -> int:
-    """Print the comparison table of every run under ``directories``; export the long table if asked."""
+def _collect(directories: list[str]) -> Any:
+    """The runs under ``directories``, or the exit code after a one-line error."""
     from pathlib import Path
 
     from framework.errors import ConfigError
-    from framework.studies.compare import aggregate, notes, render, rich_table
-    from framework.studies.export import export
     from framework.studies.runs import collect
 
     try:
@@ -71,6 +69,20 @@ def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str
     if not collection.runs:
         print(f"error: no summary.json under {' '.join(directories)}", file=sys.stderr)
         return 1
+    return collection
+
+
+def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str | None,
+                 all_trials: bool = False) -> int:
+    """Print the comparison table of every run under ``directories``; export the long table if asked."""
+    from pathlib import Path
+
+    from framework.studies.compare import aggregate, notes, render, rich_table
+    from framework.studies.export import export
+
+    collection = _collect(directories)
+    if isinstance(collection, int):
+        return collection
     rows = aggregate(collection.results(all_trials), by)
     if fmt == "table":
         from rich.console import Console
@@ -92,23 +104,15 @@ def report_runs(directories: list[str], out: str, by: list[str]) -> int:
     """Write the figures and the HTML page of every run under ``directories`` into ``out``."""
     from pathlib import Path
 
-    from framework.errors import ConfigError
-    from framework.studies.runs import collect
-
     try:
         from framework.studies.report import write_report
     except ImportError as error:
         print(f"error: optbench report needs matplotlib and plotly ({error.name} is missing): "
               f"pip install 'optbench[report]'", file=sys.stderr)
         return 2
-    try:
-        collection = collect(Path(d) for d in directories)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not collection.runs:
-        print(f"error: no summary.json under {' '.join(directories)}", file=sys.stderr)
-        return 1
+    collection = _collect(directories)
+    if isinstance(collection, int):
+        return collection
     for path in write_report(collection, [Path(d) for d in directories], Path(out), by):
         print(path)
     return 0
