@@ -121,7 +121,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 def cells(row: dict[str, Any], by: list[str]) -> list[str]:
     reached = f"{row['reached']}/{row['completed']}"
-    to_target = "-" if not row["reached"] else (
+    to_target = f"not reached (0/{row['completed']})" if not row["reached"] else (
         f"{row['step_to_target'].mean:.0f} steps, {row['flops_to_target'].mean:.3g} FLOPs, "
         f"{row['seconds_to_target'].mean:.3g} s ({reached})")
     passes = "/".join(f"{row[f'{c}_per_step'].mean:.2g}" if row[f"{c}_per_step"].mean is not None else "-"
