@@ -106,6 +106,18 @@ def test_killed_runs_are_listed_and_an_unknown_schema_is_one_line(sweep, tmp_pat
     assert f"error: {future}: schema_version=99: this optbench reads schema 1, 2" in done.stderr
 
 
+def test_expected_best_of_k_trials_is_exact():
+    from framework.studies.figures import expected_best
+
+    # pairs of [3, 1, 2]: (3, 1) -> 1, (3, 2) -> 2, (1, 2) -> 1
+    assert expected_best([3.0, 1.0, 2.0], "min") == pytest.approx([2.0, 4 / 3, 1.0])
+    assert expected_best([3.0, 1.0, 2.0], "max") == pytest.approx([2.0, 8 / 3, 3.0])
+    rng = np.random.default_rng(0)
+    values = list(rng.normal(size=7))
+    draws = [min(rng.choice(values, size=3, replace=False)) for _ in range(20000)]
+    assert expected_best(values, "min")[2] == pytest.approx(np.mean(draws), abs=0.02)
+
+
 def _not_blank(png: Path) -> np.ndarray:
     from matplotlib.image import imread
 

@@ -211,6 +211,15 @@ def test_tuned_comparison_tunes_every_solver_on_an_equal_budget(tmp_path):
             assert wandb["summary"]["val/loss/final"] == pytest.approx(summary["metric"]["final"])
             assert wandb["summary"]["status"] == "completed"
         assert (tmp_path / best["config"]).is_file()
+    # compare takes each study's re-runs (or, asked, every trial); report adds the tuneability figure
+    table = json.loads(run_cli("-m", "framework", "compare", str(tmp_path), "--format", "json").stdout)
+    assert len(table["groups"]) == 8 and all(g["runs"] == g["seeds"] == 2 for g in table["groups"])
+    every = json.loads(run_cli("-m", "framework", "compare", str(tmp_path), "--all-trials", "--format", "json").stdout)
+    assert all(g["runs"] == 5 for g in every["groups"])
+    done = run_cli("-m", "framework", "report", str(tmp_path), "--out", str(tmp_path / "report"))
+    assert done.returncode == 0, done.stderr
+    svg = (tmp_path / "report" / "tuneability.svg").read_text()
+    assert all(f">{name}<" in svg for name in ("sgd", "adamw", "sophia", "psgd", "logreg", "mlp", "tuning trials"))
 
 
 def test_gpt2_study_narrows_the_learning_rate_and_keeps_each_solvers_other_knobs():
