@@ -100,7 +100,7 @@ def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str
     return 0
 
 
-def report_runs(directories: list[str], out: str, by: list[str]) -> int:
+def report_runs(directories: list[str], out: str, by: list[str], to_wandb: bool = False) -> int:
     """Write the figures and the HTML page of every run under ``directories`` into ``out``."""
     from pathlib import Path
 
@@ -113,7 +113,7 @@ def report_runs(directories: list[str], out: str, by: list[str]) -> int:
     collection = _collect(directories)
     if isinstance(collection, int):
         return collection
-    for path in write_report(collection, [Path(d) for d in directories], Path(out), by):
+    for path in write_report(collection, [Path(d) for d in directories], Path(out), by, to_wandb):
         print(path)
     return 0
 
@@ -137,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     reporting.add_argument("directories", nargs="+", help="run, sweep or study directories (searched recursively)")
     reporting.add_argument("--out", required=True, metavar="DIR", help="where the figures and report.html go")
     reporting.add_argument("--by", action="append", default=[], metavar="KEY", help="as for compare")
+    reporting.add_argument("--wandb", action="store_true",
+                           help="also log the table and figures as a W&B run (job_type=report, the sweep's group)")
     args = parser.parse_args(argv)
     if args.command == "list":
         return list_plugins(strict=args.strict, as_json=args.json)
     if args.command == "compare":
         return compare_runs(args.directories, args.by, args.format, args.export, args.all_trials)
     if args.command == "report":
-        return report_runs(args.directories, args.out, args.by)
+        return report_runs(args.directories, args.out, args.by, args.wandb)
     return 2
 
 

@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import t
 
 from conftest import QUIET, run_cli
+from wandb_records import read_run
 
 SOLVERS = ("sgd", "adamw", "sophia")
 
@@ -130,7 +131,7 @@ def _not_blank(png: Path) -> np.ndarray:
 def test_report_draws_curves_profiles_and_the_table(sweep, tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("plotly")
-    done = _optbench("report", str(sweep), "--out", str(tmp_path))
+    done = _optbench("report", str(sweep), "--out", str(tmp_path), "--wandb")
     assert done.returncode == 0, done.stderr
     for name in ("curves-logreg", "profiles"):
         _not_blank(tmp_path / f"{name}.png")
@@ -143,6 +144,12 @@ def test_report_draws_curves_profiles_and_the_table(sweep, tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert page.count('class="plotly-graph-div"') == 2 and "<table>" in page
     assert '<script src=' not in page  # plotly.js is inline, not fetched
+    # --wandb: one offline run in the sweep's group, holding the table and the figures
+    (record,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = read_run(record)
+    assert logged["job_type"] == "report" and logged["group"] == "/".join(sweep.resolve().parts[-2:])
+    assert logged["summary"]["compare/_type"] == "table-file" and logged["summary"]["compare/nrows"] == 3
+    assert logged["summary"]["curves-logreg/_type"] == "image-file"
 
 
 def _browser_missing() -> str | None:

@@ -107,16 +107,16 @@ def aggregate(runs: list[RunResult], by: list[str]) -> list[dict[str, Any]]:
 
 # -- output ---------------------------------------------------------------------------------------------------
 
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
+def flat(row: dict[str, Any]) -> dict[str, Any]:
     """A row with every estimate spread into ``<name>_mean``, ``_low``, ``_high``, ``_n`` (CSV and JSON)."""
-    flat: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, Estimate):
-            flat.update({f"{key}_mean": value.mean, f"{key}_low": value.low, f"{key}_high": value.high,
+            spread.update({f"{key}_mean": value.mean, f"{key}_low": value.low, f"{key}_high": value.high,
                          f"{key}_n": value.n})
         else:
-            flat[key] = value
-    return flat
+            spread[key] = value
+    return spread
 
 
 def cells(row: dict[str, Any], by: list[str]) -> list[str]:
@@ -165,14 +165,14 @@ def rich_table(rows: list[dict[str, Any]], by: list[str]) -> Any:
 def render(rows: list[dict[str, Any]], by: list[str], fmt: str, missing: list[Path], width: int = 200) -> str:
     """The table in one of :data:`FORMATS`; CSV and JSON hold one row per group, every number separately."""
     if fmt == "json":
-        return json.dumps({"interval": INTERVAL, "groups": [_flat(r) for r in rows],
+        return json.dumps({"interval": INTERVAL, "groups": [flat(r) for r in rows],
                            "missing": [str(p) for p in missing]}, indent=2, default=str)
     if fmt == "csv":
-        flat = [_flat(r) for r in rows]
+        spread = [flat(r) for r in rows]
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(flat[0]) if flat else ["solver"], lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=list(spread[0]) if spread else ["solver"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(flat)
+        writer.writerows(spread)
         return out.getvalue()
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers(by, rows)) + " |", "|" + "---|" * len(headers(by, rows))]

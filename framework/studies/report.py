@@ -12,6 +12,7 @@ library embedded, so that the file opens offline and asks the network for nothin
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,8 +178,34 @@ def _page(title: str, table: str, notes_html: str, figures: list[Any]) -> str:
 
 # -- the report -----------------------------------------------------------------------------------------------
 
-def write_report(collection: Collection, directories: list[Path], out: Path, by: list[str]) -> list[Path]:
-    """Draw every figure and write the page; return the files written."""
+def log_to_wandb(rows: list[dict[str, Any]], images: list[Path], directories: list[Path], out: Path) -> Path:
+    """Log the table and the figures as one W&B run with ``job_type=report``, in the group of the sweep
+    it reports on (as its members are); offline unless ``WANDB_MODE`` says otherwise. Returns its folder."""
+    import wandb
+
+    from framework.studies.compare import flat
+
+    group = "/".join(Path(directories[0]).resolve().parts[-2:])
+    run = wandb.init(project="optbench", group=group, job_type="report", name=f"report {group}", dir=str(out),
+                     mode=os.environ.get("WANDB_MODE", "offline"), reinit="finish_previous")
+    try:
+        table = [flat(r) for r in rows]
+        columns = list(table[0]) if table else []
+        run.log({"compare": wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in table]),
+                 **{image.stem: wandb.Image(str(image)) for image in images if image.suffix == ".png"}})
+    finally:
+        run.finish()
+    return Path(run.dir).parent
+
+
+def _cell(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def write_report(collection: Collection, directories: list[Path], out: Path, by: list[str],
+                 to_wandb: bool = False) -> list[Path]:
+    """Draw every figure and write the page (and log both to W&B with ``to_wandb``); return the files
+    written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,4 +238,7 @@ def write_report(collection: Collection, directories: list[Path], out: Path, by:
     notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes(collection.missing))
     page = out / "report.html"
     page.write_text(_page("optbench report", _html_table(rows, by), notes_html, figures), encoding="utf-8")
-    return [*written, page]
+    written.append(page)
+    if to_wandb:
+        written.append(log_to_wandb(rows, written, directories, out))
+    return written
