@@ -89,7 +89,7 @@ def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str
 
         console = Console()
         console.print(rich_table(rows, by))
-        for line in notes(collection.missing):
+        for line in notes(collection.missing, rows):
             console.print(line, style="dim", markup=False, highlight=False)
     else:
         sys.stdout.write(render(rows, by, fmt, collection.missing))

@@ -100,6 +100,12 @@ def test_killed_runs_are_listed_and_an_unknown_schema_is_one_line(sweep, tmp_pat
     table = json.loads(done.stdout)
     assert table["missing"] == [str(killed)] and {g["solver"]: g["runs"] for g in table["groups"]}["sgd"] == 2
     assert "1 run directories hold no summary.json" in _optbench("compare", str(copy)).stdout
+    odd = next(copy.glob("*_sophia_logreg")) / "summary.json"
+    summary = json.loads(odd.read_text())
+    summary["config"]["optimizer"]["rho"] = 0.5
+    odd.write_text(json.dumps(summary))
+    assert "sophia on logreg mixes runs that differ in optimizer.rho: split them with --by optimizer.rho" in (
+        _optbench("compare", str(copy)).stdout)
     future = next(copy.glob("*_adamw_logreg")) / "summary.json"
     future.write_text(json.dumps({**json.loads(future.read_text()), "schema_version": 99}))
     done = _optbench("compare", str(copy))

@@ -65,6 +65,18 @@ def _per_step(run: RunResult, cost: str) -> float | None:
     return value / steps if steps and value is not None else None
 
 
+#: config keys that may differ between the seeds of one group without making it a mix of settings
+_BOOKKEEPING = ("seed", "resume", "logger.", "names.", "tuning.", "checkpoint.", "trainer.enable_")
+
+
+def varying_keys(members: list[RunResult], by: list[str]) -> list[str]:
+    """Config keys whose values differ among a group's runs (seeds and bookkeeping aside): a group that
+    mixes settings, to be split with ``--by``."""
+    keys = set().union(*(r.config for r in members))
+    return sorted(k for k in keys if k not in by and not k.startswith(_BOOKKEEPING)
+                  and len({json.dumps(r.config.get(k), sort_keys=True, default=str) for r in members}) > 1)
+
+
 def aggregate(runs: list[RunResult], by: list[str]) -> list[dict[str, Any]]:
     """One row per group, sorted by problem, then by the final metric (best first); ``best`` marks the
     best group of each problem."""
@@ -90,6 +102,7 @@ def aggregate(runs: list[RunResult], by: list[str]) -> list[dict[str, Any]]:
             **{f"{cost}_per_step": Estimate.of(_per_step(r, cost) for r in done) for cost in COSTS},
             "state_bytes": Estimate.of(number(r.summary.get("state_bytes")) for r in done),
             "wall_clock_s": Estimate.of(number((r.summary.get("wall_clock_s") or {}).get("train")) for r in done),
+            "varies": varying_keys(members, by),
         })
         rows.append(row)
 
@@ -142,8 +155,14 @@ def headers(by: list[str], rows: list[dict[str, Any]]) -> list[str]:
             "to target (mean over runs that reached it)", "fwd/bwd/hvp/curv per step", "optimizer state"]
 
 
-def notes(missing: list[Path]) -> list[str]:
+def notes(missing: list[Path], rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """The lines under the table: how to read it, what is missing, which groups mix settings."""
     lines = [f"final and best: mean [{INTERVAL}] of completed runs; * marks the best final metric per problem"]
+    for row in rows or []:
+        if row["varies"]:
+            keys = row["varies"]
+            lines.append(f"{row['solver']} on {row['problem']} mixes runs that differ in {', '.join(keys[:4])}"
+                         + (" ..." if len(keys) > 4 else "") + f": split them with --by {keys[0]}")
     if missing:
         lines.append(f"{len(missing)} run directories hold no summary.json (killed or still running): "
                      + ", ".join(str(p) for p in missing[:5]) + (" ..." if len(missing) > 5 else ""))
@@ -177,12 +196,12 @@ def render(rows: list[dict[str, Any]], by: list[str], fmt: str, missing: list[Pa
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers(by, rows)) + " |", "|" + "---|" * len(headers(by, rows))]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells(r, by)) + " |" for r in rows]
-        return "\n".join([*lines, "", *notes(missing)]) + "\n"
+        return "\n".join([*lines, "", *notes(missing, rows)]) + "\n"
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=width)
     console.print(rich_table(rows, by))
-    for line in notes(missing):
+    for line in notes(missing, rows):
         console.print(line, style="dim", markup=False)
     return console.file.getvalue()
 

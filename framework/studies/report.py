@@ -235,7 +235,7 @@ def write_report(collection: Collection, directories: list[Path], out: Path, by:
         written += _tuneability_png(tuned, colors, metric, out)
         figures.append(_lines_plotly(tuned, colors, sorted(tuned), f"tuneability: expected best {metric} after k "
                                      "trials", log_x=False, shape="linear", shared_y=False))
-    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes(collection.missing))
+    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes(collection.missing, rows))
     page = out / "report.html"
     page.write_text(_page("optbench report", _html_table(rows, by), notes_html, figures), encoding="utf-8")
     written.append(page)
