@@ -34,6 +34,7 @@ from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED,
 from framework.problem import Problem
 from framework.progress import StepProgressBar
 from framework.results import MetricHistory, write_summary
+from framework.schedules import Schedule
 from framework.solver import SEARCH_SPACE, FactorySolver, Solver
 from framework.task import TrainingTask
 
@@ -119,6 +120,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None) ->
     return loggers
 
 
+def _schedule(cfg: DictConfig, solver: Solver) -> Schedule:
+    """The run's learning-rate schedule (constant where the config names none), checked against the solver."""
+    schedule: Schedule = build(cfg.schedule, "schedule") if cfg.get("schedule") else Schedule(cfg.trainer.max_steps)
+    if solver.schedules_itself and type(schedule) is not Schedule:
+        name = _choices(cfg).get("optimizer", type(solver).__name__)
+        raise ConfigError("schedule", schedule.name, f"optimizer={name} sets its own learning rate over time and "
+                          "takes schedule=constant only (its warmup is optimizer.warmup_steps)")
+    return schedule
+
+
 def _train_batches(problem: Problem, cfg: DictConfig, start: int) -> Iterable[Any]:
     """The problem's training loader as an endless stream from batch ``start``; refuses an empty epoch."""
     loader = problem.train_loader(cfg.seed)
@@ -169,9 +180,10 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     if solver.needs_likelihood and problem.likelihood == "none":
         raise ConfigError("optimizer", type(solver).__name__, f"needs a predictive distribution (likelihood) "
                           f"for its curvature, which model={_choices(cfg).get('model', type(problem).__name__)} does not have")
+    schedule = _schedule(cfg, solver)
     train_batches = _train_batches(problem, cfg, resume.batches if resume else 0)
     problem.model = backend.prepare(problem.model)
-    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"))
+    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule)
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target, cfg.get("stop_at_target", False))
     loggers = build_loggers(cfg, run_dir, resume)
     stop = StopSignals()

@@ -259,6 +259,9 @@ class Solver(ABC):
 
     #: whether steps use the problem's predictive distribution (sampled targets, output Hessians)
     needs_likelihood: bool = False
+    #: a solver that sets its own learning rate over time (schedule-free methods): the loop's ``schedule``
+    #: must stay ``constant`` (its own warmup is a solver setting)
+    schedules_itself: bool = False
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = check_nonnegative("optimizer.lr", lr)

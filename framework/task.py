@@ -10,32 +10,40 @@ import torch
 from framework.costs import Costs
 from framework.lifecycle.status import Diverged
 from framework.problem import Problem
+from framework.schedules import Schedule
 from framework.solver import Solver, StepContext
 
 
 class TrainingTask(pl.LightningModule):
     """Runs ``solver`` on ``problem``: each training step is the solver's, each pass is counted.
 
-    Logged per step: ``train/loss``, ``train/grad_norm`` (when clipping), cumulative cost counters
+    Logged per step: ``train/loss``, ``train/lr`` (the first parameter group's, as the step used it),
+    ``train/grad_norm`` (when clipping), cumulative cost counters
     under ``cost/`` and the solver's state bytes. Validation logs ``val/<metric>`` for every metric the
     problem reports. A non-finite training loss raises :class:`Diverged` in the step that produced it.
     Checkpoints hold the solver's own state, the cost counters and the number of batches trained on.
     """
 
-    def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None) -> None:
+    def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None,
+                 schedule: Schedule | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.problem = problem
         self.model = problem.model
         self.solver = solver
         self.grad_clip = grad_clip
+        self.schedule = schedule
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
         #: training batches consumed so far: the data position a resumed run starts from
         self.batches_trained = 0
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.solver.setup(self.model)
+    def configure_optimizers(self) -> Any:
+        optimizer = self.solver.setup(self.model)
+        if self.schedule is None or type(self.schedule) is Schedule:  # constant: no scheduler at all
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.schedule.scheduler(optimizer),
+                                                         "interval": "step"}}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
         """A stop asked for before this step (a signal, a reached target) skips it: -1 ends the loop here."""
@@ -44,12 +52,16 @@ class TrainingTask(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
         ctx = StepContext(self, batch, step)
+        lr = self.solver.optimizer.param_groups[0]["lr"] if self.solver.optimizer is not None else float("nan")
         loss = self.solver.step(ctx)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
         self.batches_trained += 1
         self.totals += ctx.costs
         if not torch.isfinite(loss):
             raise Diverged(step, "train/loss", float(loss))
-        metrics = {"train/loss": _loggable(loss)}
+        metrics = {"train/loss": _loggable(loss), "train/lr": torch.tensor(float(lr), dtype=torch.float64)}
         if ctx.grad_norm is not None:
             metrics["train/grad_norm"] = _loggable(ctx.grad_norm)
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)

@@ -20,7 +20,7 @@ def test_run_writes_results_and_offline_wandb(tmp_path):
     assert f"results: {out / 'summary.json'}" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["schema_version"] == 2 and summary["status"] == "completed"
-    assert summary["names"] == {"optimizer": "adamw", "model": "mlp", "backend": "cpu"}
+    assert summary["names"] == {"optimizer": "adamw", "model": "mlp", "backend": "cpu", "schedule": "constant"}
     assert summary["steps"] == 40 and summary["seed"] == 3
     assert summary["config"]["optimizer"]["lr"] == 0.003
     assert [p["step"] for p in summary["metric"]["history"]] == [0, 20, 40]

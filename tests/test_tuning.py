@@ -201,7 +201,7 @@ def test_tuned_comparison_tunes_every_solver_on_an_equal_budget(tmp_path):
         for rerun in study["reruns"]:
             summary = _summary(tmp_path / rerun["run_dir"])
             assert summary["status"] == "completed" and summary["seed"] == rerun["seed"]
-            assert summary["names"] == {"optimizer": solver, "model": problem, "backend": "cpu"}
+            assert summary["names"] == {"optimizer": solver, "model": problem, "backend": "cpu", "schedule": "constant"}
             for key, value in best["params"].items():
                 assert summary["config"]["optimizer"][key.split(".", 1)[1]] == value
             assert summary["metric"]["final"] < summary["metric"]["initial"]

@@ -56,7 +56,7 @@ class Estimate:
 
 
 def group_key(run: RunResult, by: list[str]) -> tuple[Any, ...]:
-    return (run.name("optimizer"), run.name("model"), *(run.setting(key) for key in by))
+    return (run.solver, run.name("model"), *(run.setting(key) for key in by))
 
 
 def _per_step(run: RunResult, cost: str) -> float | None:

@@ -22,7 +22,8 @@ def points(runs: list[RunResult], root: Path | None = None) -> list[dict[str, An
     rows = []
     for run in runs:
         where = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) else str(run.path)
-        base = {"run": where, "status": run.status, "role": run.role, "solver": run.name("optimizer"), "problem": run.name("model"),
+        base = {"run": where, "status": run.status, "role": run.role, "solver": run.name("optimizer"),
+                "schedule": (run.summary.get("names") or {}).get("schedule"), "problem": run.name("model"),
                 "backend": run.name("backend"), "seed": run.seed, "metric": run.metric.get("name")}
         config = {f"config.{key}": run.setting(key) for key in run.config}
         for point in run.history() or [dict.fromkeys(POINT)]:

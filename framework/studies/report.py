@@ -28,7 +28,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 def _labeller(by: list[str]) -> Callable[[RunResult], str]:
     def label(run: RunResult) -> str:
-        return " ".join([run.name("optimizer"), *(f"{key}={run.setting(key)}" for key in by)])
+        return " ".join([run.solver, *(f"{key}={run.setting(key)}" for key in by)])
     return label
 
 

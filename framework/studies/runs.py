@@ -65,6 +65,12 @@ class RunResult:
         return str((self.summary.get("names") or {}).get(kind) or "?")
 
     @property
+    def solver(self) -> str:
+        """The solver's name, with its learning-rate schedule where that is not constant."""
+        schedule = (self.summary.get("names") or {}).get("schedule")
+        return self.name("optimizer") + (f" ({schedule})" if schedule and schedule != "constant" else "")
+
+    @property
     def seed(self) -> int | None:
         return self.summary.get("seed")
 

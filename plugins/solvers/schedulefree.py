@@ -21,7 +21,10 @@ from framework.solver import Solver
 
 
 class ScheduleFreeAdamW(Solver):
-    """``schedulefree.AdamWScheduleFree`` with the loop's train/eval switch."""
+    """``schedulefree.AdamWScheduleFree`` with the loop's train/eval switch; it needs no schedule and takes
+    none (its warmup is ``optimizer.warmup_steps``)."""
+
+    schedules_itself = True
 
     def __init__(self, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, warmup_steps: int = 0) -> None:
