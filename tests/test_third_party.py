@@ -86,7 +86,8 @@ def test_run_uses_third_party_solver_problem_and_backend(plugin_python, tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["names"] == {"optimizer": "signsgd", "model": "noisy-linear", "backend": "cpu-1thread"}
+    assert summary["names"] == {"optimizer": "signsgd", "model": "noisy-linear", "backend": "cpu-1thread",
+                                "schedule": "constant"}
     assert summary["backend"].startswith("cpu-1thread")
     assert summary["metric"]["final"] < 0.1 * summary["metric"]["initial"]
 
