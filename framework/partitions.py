@@ -15,11 +15,23 @@ def trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
+def _embedding_ids(model: nn.Module, marked: bool = False) -> set[int]:
+    """Parameters of ``nn.Embedding`` modules, and of any module sharing one (a tied output head); with
+    ``marked``, also of modules a problem marks with ``optbench_not_hidden = True``."""
+    excluded: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or (marked and getattr(module, "optbench_not_hidden", False)):
+            excluded.update(id(p) for p in module.parameters())
+    return excluded
+
+
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices and kernels (ndim >= 2); none on biases, norms and other vectors."""
-    params = trainable(model)
-    decay = [p for _, p in params if p.ndim >= 2]
-    no_decay = [p for _, p in params if p.ndim < 2]
+    """Weight decay on matrices and kernels (ndim >= 2) but embeddings and a head tied to one; none on
+    biases, norms and other vectors. This is nanoGPT's rule as the Sophia repository's GPT-2 model has it
+    (``configure_optimizers``: Linear weights decay, Embedding and LayerNorm parameters and biases do not)."""
+    params, embeddings = trainable(model), _embedding_ids(model)
+    decay = [p for _, p in params if p.ndim >= 2 and id(p) not in embeddings]
+    no_decay = [p for _, p in params if p.ndim < 2 or id(p) in embeddings]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
 
@@ -30,10 +42,7 @@ def hidden_matrices(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
     Embeddings (``nn.Embedding``) and any parameter shared with one (a tied output head) go to the
     second list, with 1-D parameters; so do modules a problem marks with ``optbench_not_hidden = True``.
     """
-    excluded: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, nn.Embedding) or getattr(module, "optbench_not_hidden", False):
-            excluded.update(id(p) for p in module.parameters())
+    excluded = _embedding_ids(model, marked=True)
     hidden, rest = [], []
     for _, p in trainable(model):
         (hidden if p.ndim == 2 and id(p) not in excluded else rest).append(p)

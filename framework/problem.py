@@ -30,6 +30,12 @@ class Forward:
     items: int
 
 
+def at_least_float32(t: Tensor) -> Tensor:
+    """``t`` in float32 if it is in a half-precision type (bf16 autocast outputs), else as it is: float64
+    runs keep every digit."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def sampled_loss(outputs: Tensor, likelihood: Likelihood) -> Tensor:
     """Loss of ``outputs`` against targets drawn from the model's predictive distribution.
 
@@ -37,17 +43,17 @@ def sampled_loss(outputs: Tensor, likelihood: Likelihood) -> Tensor:
     gradient is the Gauss-Newton-Bartlett sample that SophiaG squares.
     """
     if likelihood == "categorical":
-        logits = outputs.reshape(-1, outputs.shape[-1]).float()
+        logits = at_least_float32(outputs.reshape(-1, outputs.shape[-1]))
         with torch.no_grad():
             targets = torch.distributions.Categorical(logits=logits).sample()
         return F.cross_entropy(logits, targets)
     if likelihood == "bernoulli":
-        logits = outputs.float()
+        logits = at_least_float32(outputs)
         with torch.no_grad():
             targets = torch.bernoulli(torch.sigmoid(logits))
         return F.binary_cross_entropy_with_logits(logits, targets)
     if likelihood == "gaussian":
-        predictions = outputs.float()
+        predictions = at_least_float32(outputs)
         with torch.no_grad():
             targets = predictions + torch.randn_like(predictions)
         return 0.5 * ((predictions - targets) ** 2).sum(-1).mean()

@@ -173,11 +173,14 @@ class StepContext:
             p.grad = p.grad.detach()
         return loss, params, vectors, list(products)
 
-    def clip_gradients(self) -> None:
-        """Clip the global gradient norm to the run's ``grad_clip`` (no-op when unset); record the norm."""
+    def clip_gradients(self, record: bool = True) -> None:
+        """Clip the global gradient norm to the run's ``grad_clip`` (no-op when unset); record the norm
+        (logged as ``train/grad_norm``) unless ``record`` is false (an auxiliary gradient's)."""
         max_norm = self.task.grad_clip
         if max_norm:
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
+            if record:
+                self.grad_norm = norm
 
     def optimizer_step(self, closure: Callable[[], Tensor] | None = None) -> Any:
         """Step the solver's optimizer through Lightning (counts the global step, handles precision)."""

@@ -37,7 +37,10 @@ def test_partitions_of_a_gpt():
                                                      and p is not model.backbone.wpe.weight)
     decay, no_decay = decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    # nanoGPT's rule in the Sophia repository: the matmul weights decay; embeddings, biases and norms do not
+    assert {id(p) for p in decay["params"]} == ids
+    embeddings = {id(model.wte.weight), id(model.backbone.wpe.weight)}
+    assert all(p.ndim < 2 or id(p) in embeddings for p in no_decay["params"]) and len(no_decay["params"]) > 2
 
 
 def test_muon_partitions_hidden_matrices_from_embeddings_head_and_vectors(run_dir):

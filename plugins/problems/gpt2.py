@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from framework.errors import ConfigError, check_count, require
-from framework.problem import Forward, Problem
+from framework.problem import Forward, Problem, at_least_float32
 from plugins.problems.text import (
     Windows,
     dataset_documents,
@@ -113,5 +113,5 @@ class GPT2(Problem):
     def forward(self, model: nn.Module, batch: Any) -> Forward:
         x, y = batch
         logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        loss = F.cross_entropy(at_least_float32(logits.reshape(-1, logits.shape[-1])), y.reshape(-1))
         return Forward(loss=loss, outputs=logits, items=y.numel())

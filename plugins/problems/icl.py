@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from framework.errors import check_at_least, check_count, check_nonnegative, require
-from framework.problem import Forward, Problem
+from framework.problem import Forward, Problem, at_least_float32
 from plugins.problems.transformer import Backbone, GPTShape, init_gpt2
 
 _VALIDATION_SEED = 2**31 - 1
@@ -130,12 +130,12 @@ class InContextLinearRegression(Problem):
     def forward(self, model: nn.Module, batch: Any) -> Forward:
         xs, ys = batch
         predictions = model(xs, ys)
-        loss = 0.5 * (predictions.squeeze(-1).float() - ys).square().mean()
+        loss = 0.5 * (at_least_float32(predictions.squeeze(-1)) - ys).square().mean()
         return Forward(loss=loss, outputs=predictions, items=len(ys))
 
     def validation_metrics(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
         xs, ys = batch
-        errors = (model(xs, ys).squeeze(-1).float() - ys).square().mean(0) / self.dim
+        errors = (at_least_float32(model(xs, ys).squeeze(-1)) - ys).square().mean(0) / self.dim
         reference = (least_squares_predictions(xs, ys) - ys).square().mean(0) / self.dim
         metrics = {"loss": errors.mean(), "lsq": reference.mean()}
         for i in range(len(errors)):

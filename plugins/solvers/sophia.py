@@ -1,10 +1,15 @@
 """SophiaG (Liu et al. 2023): clipped diagonal Gauss-Newton preconditioning.
 
 Every step: ``m = b1*m + (1-b1)*g`` and ``p -= lr * sign(m) * min(|m| / (rho * bs * h + eps), 1)``
-after decoupled weight decay. Every ``k`` steps (after the update, as in the paper's loop) the loop runs
-an extra forward-backward on targets sampled from the model's own predictions and the Hessian EMA
-becomes ``h = b2*h + (1-b2)*g_hat*g_hat``. ``bs`` is the real number of samples or tokens behind that
-sampled gradient on all ranks, taken from the batch, never a constant.
+after decoupled weight decay. After every ``k``-th update the loop runs an extra forward-backward on
+targets sampled from the model's own predictions and the Hessian EMA becomes
+``h = b2*h + (1-b2)*g_hat*g_hat``. ``bs`` is the real number of samples or tokens behind that sampled
+gradient on all ranks, taken from the batch, never a constant.
+
+As the official training loop (``train_sophiag.py``) does, by default: the sampled pass runs on the next
+step's batch (``hessian_batch: next``; ``same`` reuses the batch of the k-th step), and with ``grad_clip``
+set the sampled gradient is clipped like the training gradient before it enters the estimate
+(``clip_hessian_gradient: true``). Weight decay spares embeddings, biases and norms (nanoGPT's groups).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
-from framework.errors import check_betas, check_count, check_positive
+from framework.errors import check_betas, check_count, check_positive, require
 from framework.partitions import decay_groups
 from framework.solver import Solver, StepContext, evaluate_closure
 
@@ -96,12 +101,20 @@ class SophiaG(Solver):
         weight_decay: float = 0.2,
         k: int = 10,
         eps: float = 1e-15,
+        hessian_batch: str = "next",
+        clip_hessian_gradient: bool = True,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)
         self.rho = check_positive("optimizer.rho", rho)
         self.k = check_count("optimizer.k", k)
         self.eps = check_positive("optimizer.eps", eps)
+        require(hessian_batch in ("next", "same"), "optimizer.hessian_batch", hessian_batch,
+                "must be next (the official loop: the batch of the step after the k-th) or same")
+        require(isinstance(clip_hessian_gradient, bool), "optimizer.clip_hessian_gradient", clip_hessian_gradient,
+                "must be true or false")
+        self.hessian_batch = hessian_batch
+        self.clip_hessian_gradient = clip_hessian_gradient
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         return SophiaGOptimizer(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas,
@@ -111,9 +124,17 @@ class SophiaG(Solver):
         return step % self.k == self.k - 1
 
     def step(self, ctx: StepContext) -> Tensor:
+        if self.hessian_batch == "next" and ctx.step > 0 and self.curvature_due(ctx.step - 1):
+            self.update_curvature(ctx)  # after the k-th update, on the batch this step trains on
         loss = super().step(ctx)
-        if self.curvature_due(ctx.step):
-            items = ctx.sampled_forward_backward()
-            self.optimizer.update_hessian(items)
-            ctx.zero_grad()
+        if self.hessian_batch == "same" and self.curvature_due(ctx.step):
+            self.update_curvature(ctx)
         return loss
+
+    def update_curvature(self, ctx: StepContext) -> None:
+        """The sampled-target pass on the step's batch, clipped as the training gradient, into the EMA."""
+        items = ctx.sampled_forward_backward()
+        if self.clip_hessian_gradient:
+            ctx.clip_gradients(record=False)
+        self.optimizer.update_hessian(items)
+        ctx.zero_grad()
