@@ -19,8 +19,8 @@ def test_nano_validation_loss_falls(run_dir, solver, lr):
     assert metric["initial"] > 5.0  # about ln(256) before training
     assert metric["final"] < metric["initial"] - 1.5, metric["history"]
     assert summary["items"] == {"unit": "tokens", "count": 60 * 16 * 64}
-    if solver == "sophia":
-        assert summary["costs"]["curvature"] == 6
+    if solver == "sophia":  # before steps 10, 20, ..., 50, on their batches (none after the last update)
+        assert summary["costs"]["curvature"] == 5
 
 
 def test_trains_on_user_text_files(run_dir, tmp_path):
