@@ -74,7 +74,9 @@ class StepContext:
         self.costs.graph_backward += int(create_graph)
         self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items  # a backward is 2/3 of the pair
 
-    def _count_hvps(self, count: int = 1) -> None:
+    def count_hvps(self, count: int = 1) -> None:
+        """Count ``count`` curvature-vector products (HVPs, GGN products) and their FLOPs: every solver that
+        computes one outside :meth:`hvp` says so here."""
         self.costs.hvp += count
         self.costs.flops += count * self._flops_per_item * self._last_items  # about one more forward+backward
 
@@ -117,7 +119,7 @@ class StepContext:
         def on_parameter_gradient(_: Tensor) -> None:
             nonlocal in_backward
             if not in_backward:
-                self._count_hvps()
+                self.count_hvps()
             in_backward = False
 
         def evaluate() -> Tensor:
@@ -147,7 +149,7 @@ class StepContext:
     def hvp(self, grads: list[Tensor], vectors: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
         """Hessian-vector products ``H v`` from gradients built with ``create_graph=True``."""
         products = torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=False)
-        self._count_hvps()
+        self.count_hvps()
         return products
 
     def hessian(self, grads: list[Tensor], params: list[Tensor]) -> Tensor:
@@ -156,7 +158,7 @@ class StepContext:
         n = flat.numel()
         basis = torch.eye(n, dtype=flat.dtype, device=flat.device)
         rows = torch.autograd.grad(flat, params, grad_outputs=basis, is_grads_batched=True)
-        self._count_hvps(n)
+        self.count_hvps(n)
         return torch.cat([row.reshape(n, -1) for row in rows], dim=1)
 
     def hutchinson(self) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:

@@ -154,3 +154,28 @@ def test_psgd_differentiates_its_own_closure_and_is_counted(run_dir):
     # the gradient-whitening type fits to the gradient: no second derivative at all
     _, summary = _run(run_dir / "whiten", "optimizer=psgd-whiten", "model=mlp", "trainer.max_steps=10")
     assert summary["costs"]["backward"] == 10 and summary["costs"]["hvp"] == summary["costs"]["graph_backward"] == 0
+
+
+def test_gauss_newton_defaults_train_an_mlp_with_adaptive_damping_and_count_every_product(run_dir):
+    r, summary = _run(run_dir, "optimizer=gauss-newton", "model=mlp", "trainer.max_steps=60",
+                      "trainer.val_check_interval=60")
+    assert summary["status"] == "completed"
+    assert summary["metric"]["final"] < 0.5 * summary["metric"]["initial"]
+    assert r.solver.damping >= 1.0  # the Levenberg-Marquardt rule, never below the configured damping
+    costs, per_item = summary["costs"], r.problem.flops_per_item()
+    # one extra forward per step (the loss after the step) and one extra GGN product (the model's prediction)
+    assert costs["forward"] == 2 * 60 and costs["backward"] == 60 and costs["hvp"] >= 2 * 60
+    # every GGN product is counted with its FLOPs (about one more forward+backward each)
+    items = 64
+    expected = per_item * items * (costs["forward"] / 3 + 2 * costs["backward"] / 3 + costs["hvp"])
+    assert costs["flops"] == pytest.approx(expected)
+
+
+def test_gauss_newton_adaptive_damping_survives_a_damping_that_diverges_fixed(tmp_path):
+    small = ["optimizer=gauss-newton", "model=mlp", "optimizer.damping=0.001", "trainer.max_steps=40",
+             "trainer.val_check_interval=40"]
+    _, fixed = _run(tmp_path / "fixed", *small, "optimizer.adapt_damping=false")
+    r, adaptive = _run(tmp_path / "adaptive", *small)
+    assert fixed["status"] == "diverged"
+    assert adaptive["status"] == "completed" and adaptive["metric"]["final"] < adaptive["metric"]["initial"]
+    assert r.solver.damping > 0.001  # raised where steps failed their prediction

@@ -39,8 +39,9 @@ CASES = [
     ("psgd", "mlp", [], 0.15),
     ("psgd-whiten", "logreg", ["optimizer.lr=0.01"], 0.10),
     ("psgd-whiten", "mlp", [], 0.15),
-    ("gauss-newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
-    ("gauss-newton", "mlp", ["optimizer.damping=1.0", "trainer.max_steps=60"], 0.15),
+    # full batch and convex: the damping may go as low as 1e-3 (the floor of the Levenberg-Marquardt rule)
+    ("gauss-newton", "logreg", ["model.batch_size=null", "optimizer.damping=0.001", "trainer.max_steps=10"], 0.07),
+    ("gauss-newton", "mlp", ["trainer.max_steps=60"], 0.15),  # its defaults (adaptive damping from 1.0)
     ("newton", "logreg", ["model.batch_size=null", "trainer.max_steps=10"], 0.07),
     # a non-convex problem: the Hessian is made positive definite by added damping; 1,482 parameters
     ("newton", "mlp", ["model.width=16", "optimizer.damping=1.0", "optimizer.lr=0.3", "optimizer.reuse=5",
