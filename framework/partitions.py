@@ -37,13 +37,16 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def hidden_matrices(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
-    """(2-D hidden weight matrices, everything else) for Muon-style methods.
-
-    Embeddings (``nn.Embedding``) and any parameter shared with one (a tied output head) go to the
-    second list, with 1-D parameters; so do modules a problem marks with ``optbench_not_hidden = True``.
+    """(hidden weights: matrices and conv kernels, everything else) for Muon-style methods, as the Muon
+    README routes them: embeddings (``nn.Embedding``) and any parameter shared with one (a tied output
+    head), the input layer (the first weight of a model without an embedding), 1-D parameters and the
+    modules a problem marks with ``optbench_not_hidden = True`` (output heads) go to the second list.
     """
     excluded = _embedding_ids(model, marked=True)
+    weights = [p for _, p in trainable(model) if p.ndim >= 2]
+    if weights and not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        excluded.add(id(weights[0]))  # the input layer
     hidden, rest = [], []
     for _, p in trainable(model):
-        (hidden if p.ndim == 2 and id(p) not in excluded else rest).append(p)
+        (hidden if p.ndim >= 2 and id(p) not in excluded else rest).append(p)
     return hidden, rest

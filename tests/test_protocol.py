@@ -48,10 +48,11 @@ def test_muon_partitions_hidden_matrices_from_embeddings_head_and_vectors(run_di
     optimizer = r.solver.setup(r.problem.model)
     muon_group, adamw_group = optimizer.param_groups
     layers = [m for m in r.problem.model if isinstance(m, torch.nn.Linear)]
-    assert muon_group["use_muon"] and [p.shape for p in muon_group["params"]] == [(128, 64), (128, 128)]
-    head = layers[-1].weight
-    assert any(p is head for p in adamw_group["params"])
-    assert all(p.ndim == 1 or p is head for p in adamw_group["params"])
+    # the input layer (128 x 64) and the head go to AdamW, as the Muon README routes them
+    assert muon_group["use_muon"] and [p.shape for p in muon_group["params"]] == [(128, 128)]
+    head, first = layers[-1].weight, layers[0].weight
+    assert any(p is head for p in adamw_group["params"]) and any(p is first for p in adamw_group["params"])
+    assert all(p.ndim == 1 or p is head or p is first for p in adamw_group["params"])
 
 
 def test_schedule_free_is_evaluated_at_its_average_and_trained_at_its_gradient_point(run_dir):

@@ -28,7 +28,7 @@ CASES = [
     ("sophiah", "mlp", ["optimizer.lr=0.001"], 0.30),
     ("external", "mlp", ["optimizer._target_=torch.optim.RMSprop", "optimizer.lr=0.001"], 0.30),
     ("muon", "logreg", ["optimizer.adamw_lr=0.01"], 0.10),  # logreg is all head: AdamW only
-    ("muon", "mlp", [], 0.15),
+    ("muon", "mlp", ["optimizer.adamw_lr=0.003"], 0.15),  # AdamW trains the input layer and the head
     ("schedulefree", "logreg", ["optimizer.lr=0.05"], 0.10),
     ("schedulefree", "mlp", [], 0.15),
     ("shampoo", "logreg", ["optimizer.lr=1.0"], 0.10),

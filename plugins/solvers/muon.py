@@ -1,10 +1,13 @@
 """Muon (Jordan et al. 2024): momentum orthogonalized by a quintic Newton-Schulz iteration.
 
-2-D hidden matrices get ``buf = m*buf + (1-m)*g``, the Nesterov blend ``g + m*(buf - g)``, five steps
-of ``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and (a, b, c) = (3.4445, -4.7750, 2.0315) from
-``X = G / |G|_F``, decoupled weight decay, and a learning rate scaled by ``sqrt(max(1, rows/cols))``
-(the original Muon scaling, as ``torch.optim.Muon``'s default). Embeddings, the output head and 1-D
-parameters get AdamW. One torch optimizer holds both partitions, so each training step is one step.
+Hidden matrices and conv kernels (viewed as out x in*kh*kw) get ``buf = m*buf + (1-m)*g``, the Nesterov
+blend ``g + m*(buf - g)``, five steps of ``X <- a X + (b A + c A^2) X`` with ``A = X X^T`` and
+(a, b, c) = (3.4445, -4.7750, 2.0315) from ``X = G / (|G|_F + 1e-7)``, decoupled weight decay, and a
+learning rate scaled by ``sqrt(max(1, rows/cols))`` (the original Muon scaling). Embeddings, the input
+layer, the output head and 1-D parameters get AdamW, with the reference's update and eps (1e-10). This is
+the routing and the arithmetic of Keller Jordan's ``muon`` package (``SingleDeviceMuonWithAuxAdam``),
+checked against it in ``tests/test_reference_parity.py``. One torch optimizer holds both partitions, so
+each training step is one step.
 
 ``torch.optim.Muon`` always iterates in bfloat16; here ``ns_dtype`` chooses (bfloat16 on CUDA, the
 parameters' own dtype elsewhere by default), which makes a float64 parity test possible.
@@ -33,7 +36,7 @@ def newton_schulz(g: Tensor, steps: int = 5, coefficients: tuple[float, float, f
     transposed = g.size(0) > g.size(1)
     if transposed:
         x = x.T
-    x = x / x.norm().clamp(min=eps)
+    x = x / (x.norm() + eps)
     for _ in range(steps):
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -66,9 +69,11 @@ class MuonOptimizer(torch.optim.Optimizer):
             buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
             buf.lerp_(p.grad, 1 - momentum)
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+            update = update.reshape(len(update), -1)  # a conv kernel as out x in*kh*kw
+            scale = math.sqrt(max(1.0, update.size(0) / update.size(1)))
             update = newton_schulz(update, group["ns_steps"], dtype=self._ns_dtype(p, group["ns_dtype"]))
             p.mul_(1 - lr * group["weight_decay"])
-            p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+            p.add_(update.view_as(p), alpha=-lr * scale)
 
     def _adamw(self, group: dict, params: list[Tensor]) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
@@ -78,10 +83,11 @@ class MuonOptimizer(torch.optim.Optimizer):
                 state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
             state["step"] += 1
             state["exp_avg"].lerp_(p.grad, 1 - beta1)
-            state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** state["step"])).add_(eps)
+            state["exp_avg_sq"].lerp_(p.grad.square(), 1 - beta2)
+            first = state["exp_avg"] / (1 - beta1 ** state["step"])
+            second = state["exp_avg_sq"] / (1 - beta2 ** state["step"])
             p.mul_(1 - lr * group["weight_decay"])
-            p.addcdiv_(state["exp_avg"], denominator, value=-lr / (1 - beta1 ** state["step"]))
+            p.add_(first / (second.sqrt() + eps), alpha=-lr)
 
 
 class Muon(Solver):
@@ -97,7 +103,7 @@ class Muon(Solver):
         weight_decay: float = 0.0,
         adamw_lr: float = 3e-4,
         adamw_betas: tuple[float, float] = (0.9, 0.95),
-        adamw_eps: float = 1e-8,
+        adamw_eps: float = 1e-10,
         adamw_weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
