@@ -134,7 +134,7 @@ def test_muon_matches_keller_jordans_muon(tmp_path, problem, grad_clip):
                 "optimizer.weight_decay=0.01", "optimizer.adamw_weight_decay=0.01", f"model={problem}",
                 *([f"grad_clip={grad_clip}"] if grad_clip else [])]
     ours, reference, batches = _twins(tmp_path, settings)
-    model, task, solver = reference.problem.model, reference.problem, ours.solver
+    model, solver = reference.problem.model, ours.solver
     hidden, rest = _muon_routing(model)
     assert [p.shape for p in hidden] == [p.shape for p in solver.optimizer.param_groups[0]["params"]]
     optimizer = muon.SingleDeviceMuonWithAuxAdam([
@@ -142,10 +142,51 @@ def test_muon_matches_keller_jordans_muon(tmp_path, problem, grad_clip):
          "weight_decay": solver.weight_decay},
         {"params": rest, "use_muon": False, "lr": solver.adamw_lr, "betas": solver.adamw_betas,
          "eps": solver.adamw_eps, "weight_decay": solver.adamw_weight_decay}])
+    _plain_loop(reference, batches, optimizer, grad_clip)
+    assert _gap(ours, reference) < 1e-10
+
+
+def _plain_loop(reference, batches, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """The usual training loop: forward, backward, clip, step, zero."""
+    model, task = reference.problem.model, reference.problem
     for _ in range(STEPS):
         task.forward(model, next(batches)).loss.backward()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.5])
+def test_lion_matches_lucidrains_lion(tmp_path, grad_clip):
+    """Reference: ``lion-pytorch`` 0.2.5 (the implementation the Lion paper's authors point to for PyTorch),
+    given the same parameter groups (weight decay on weights, not on biases: the loop's grouping)."""
+    lion_pytorch = pytest.importorskip("lion_pytorch", reason="pip install 'optbench[parity]'")
+    from framework.partitions import decay_groups
+
+    ours, reference, batches = _twins(tmp_path, ["optimizer=lion", "optimizer.lr=0.001", "optimizer.weight_decay=0.1",
+                                                 *PROBLEMS["cnn"], *([f"grad_clip={grad_clip}"] if grad_clip else [])])
+    solver = ours.solver
+    optimizer = lion_pytorch.Lion(decay_groups(reference.problem.model, solver.weight_decay), lr=solver.lr,
+                                  betas=solver.betas, weight_decay=solver.weight_decay)
+    _plain_loop(reference, batches, optimizer, grad_clip)
+    assert _gap(ours, reference) < 1e-10
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.5])
+def test_schedule_free_matches_the_authors_schedulefree(tmp_path, grad_clip):
+    """Reference: ``schedulefree`` 1.4.1 (Defazio et al.'s own package), ``AdamWScheduleFree`` in train mode
+    through the loop, as its README asks (our loop also switches it to eval mode for each validation)."""
+    schedulefree = pytest.importorskip("schedulefree")
+    from framework.partitions import decay_groups
+
+    ours, reference, batches = _twins(tmp_path, ["optimizer=schedulefree", "optimizer.lr=0.01",
+                                                 "optimizer.weight_decay=0.01", "optimizer.warmup_steps=5",
+                                                 *PROBLEMS["cnn"], *([f"grad_clip={grad_clip}"] if grad_clip else [])])
+    solver = ours.solver
+    optimizer = schedulefree.AdamWScheduleFree(decay_groups(reference.problem.model, solver.weight_decay),
+                                               lr=solver.lr, betas=solver.betas, eps=solver.eps,
+                                               warmup_steps=solver.warmup_steps)
+    optimizer.train()
+    _plain_loop(reference, batches, optimizer, grad_clip)
     assert _gap(ours, reference) < 1e-10
