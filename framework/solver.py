@@ -258,7 +258,8 @@ class Solver(ABC):
     """A training algorithm: builds one torch optimizer and decides what each step asks of the loop.
 
     Subclasses implement :meth:`build`; first-order methods need nothing else. Methods that need
-    more override :meth:`step` and use the :class:`StepContext`. Every piece of state a solver keeps
+    more override :meth:`step` and use the :class:`StepContext`. A solver's constructor takes its settings
+    as keyword-only arguments without defaults: the YAML beside it is the one place its defaults live. Every piece of state a solver keeps
     outside its torch optimizer belongs in :meth:`state_dict`, so that runs resume exactly.
     """
 

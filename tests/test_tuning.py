@@ -245,3 +245,21 @@ def test_gpt2_study_narrows_the_learning_rate_and_keeps_each_solvers_other_knobs
         space = parse_space([*solver_space(own, top.keys()), *params])
         assert space.searched["optimizer.lr"] == FloatDistribution(6e-5, 6e-3, log=True)
         assert set(space.searched) == {"optimizer.lr", *(f"optimizer.{k}" for k in knobs)}
+
+
+def test_a_solvers_defaults_live_in_its_yaml_only():
+    """Constructors take keyword-only settings without defaults; the YAML gives every one of them."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    from framework.registry import Registry
+    from framework.solver import Solver
+
+    for entry in Registry().entries("optimizer"):
+        target = get_class(entry.target) if not entry.config.get("_partial_") else None
+        if target is None or not issubclass(target, Solver):
+            continue
+        parameters = list(inspect.signature(target.__init__).parameters.values())[1:]
+        assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters), entry.name
+        assert {p.name for p in parameters} == set(entry.config) - {"_target_", "search_space"}, entry.name

@@ -80,12 +80,12 @@ class AdaHessian(Solver):
 
     def __init__(
         self,
-        lr: float = 0.15,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-4,
-        weight_decay: float = 0.0,
-        hessian_power: float = 1.0,
-        k: int = 1,
+        *, lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+        hessian_power: float,
+        k: int,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)

@@ -12,10 +12,6 @@ from plugins.solvers.adamw import AdamW
 class Adam(AdamW):
     """Adam; ``weight_decay`` is added to the gradient (L2), unlike AdamW's decoupled decay."""
 
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, fused: bool | None = None) -> None:
-        super().__init__(lr, betas, eps, weight_decay, fused)
-
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps,
                                 **self.kernel(model))

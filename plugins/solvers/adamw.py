@@ -15,11 +15,11 @@ class AdamW(Solver):
 
     def __init__(
         self,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-        fused: bool | None = None,
+        *, lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+        fused: bool | None,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)

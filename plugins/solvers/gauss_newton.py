@@ -68,8 +68,8 @@ class GaussNewton(Solver):
 
     needs_likelihood = True  # the GGN's middle factor is the likelihood's output Hessian
 
-    def __init__(self, lr: float = 1.0, damping: float = 1.0, cg_iters: int = 20, cg_tol: float = 1e-10,
-                 adapt_damping: bool = True) -> None:
+    def __init__(self, *, lr: float, damping: float, cg_iters: int, cg_tol: float,
+                 adapt_damping: bool) -> None:
         super().__init__(lr)
         self.damping = check_nonnegative("optimizer.damping", damping)
         self.cg_iters = check_count("optimizer.cg_iters", cg_iters)

@@ -18,13 +18,13 @@ class LBFGS(Solver):
 
     def __init__(
         self,
-        lr: float = 1.0,
-        max_iter: int = 20,
-        max_eval: int | None = None,
-        history_size: int = 100,
-        tolerance_grad: float = 1e-9,
-        tolerance_change: float = 1e-12,
-        line_search_fn: str | None = "strong_wolfe",
+        *, lr: float,
+        max_iter: int,
+        max_eval: int | None,
+        history_size: int,
+        tolerance_grad: float,
+        tolerance_change: float,
+        line_search_fn: str | None,
     ) -> None:
         super().__init__(lr)
         self.max_iter = check_count("optimizer.max_iter", max_iter)

@@ -48,7 +48,7 @@ class LionOptimizer(torch.optim.Optimizer):
 class Lion(Solver):
     """Lion; the paper advises a learning rate 3-10x smaller and a weight decay 3-10x larger than AdamW's."""
 
-    def __init__(self, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0) -> None:
+    def __init__(self, *, lr: float, betas: tuple[float, float], weight_decay: float) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)
 

@@ -95,16 +95,16 @@ class Muon(Solver):
 
     def __init__(
         self,
-        lr: float = 0.02,
-        momentum: float = 0.95,
-        nesterov: bool = True,
-        ns_steps: int = 5,
-        ns_dtype: str = "auto",
-        weight_decay: float = 0.0,
-        adamw_lr: float = 3e-4,
-        adamw_betas: tuple[float, float] = (0.9, 0.95),
-        adamw_eps: float = 1e-10,
-        adamw_weight_decay: float = 0.0,
+        *, lr: float,
+        momentum: float,
+        nesterov: bool,
+        ns_steps: int,
+        ns_dtype: str,
+        weight_decay: float,
+        adamw_lr: float,
+        adamw_betas: tuple[float, float],
+        adamw_eps: float,
+        adamw_weight_decay: float,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.momentum = check_unit_interval("optimizer.momentum", momentum)

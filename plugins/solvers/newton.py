@@ -24,7 +24,7 @@ from framework.solver import Solver, StepContext
 class Newton(Solver):
     """Damped Newton steps; the Hessian (and its factor) is refreshed every ``reuse`` steps."""
 
-    def __init__(self, lr: float = 1.0, damping: float = 0.0, reuse: int = 1, max_hessian_mb: float = 1024) -> None:
+    def __init__(self, *, lr: float, damping: float, reuse: int, max_hessian_mb: float) -> None:
         super().__init__(lr)
         self.damping = check_nonnegative("optimizer.damping", damping)
         self.reuse = check_count("optimizer.reuse", reuse)

@@ -179,10 +179,10 @@ class PSGD(Solver):
     """PSGD Kron. ``fit: hessian`` (Newton type) takes the gradient with ``create_graph`` and one HVP every
     ``update_every`` steps; ``fit: gradient`` (gradient whitening) fits to the gradient, with no HVP."""
 
-    def __init__(self, lr: float = 0.1, lr_preconditioner: float = 0.1, momentum: float = 0.9,
-                 weight_decay: float = 0.0, init_scale: float | None = None, max_size: int = 8192,
-                 max_skew: float = 1.0, update_every: int = 1, max_update_norm: float | None = 1.0,
-                 fit: str = "hessian") -> None:
+    def __init__(self, *, lr: float, lr_preconditioner: float, momentum: float,
+                 weight_decay: float, init_scale: float | None, max_size: int,
+                 max_skew: float, update_every: int, max_update_norm: float | None,
+                 fit: str) -> None:
         super().__init__(lr, weight_decay)
         require(fit in ("hessian", "gradient"), "optimizer.fit", fit, "must be 'hessian' or 'gradient'")
         self.fit = fit

@@ -26,8 +26,8 @@ class ScheduleFreeAdamW(Solver):
 
     schedules_itself = True
 
-    def __init__(self, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, warmup_steps: int = 0) -> None:
+    def __init__(self, *, lr: float, betas: tuple[float, float], eps: float,
+                 weight_decay: float, warmup_steps: int) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)
         self.eps = check_positive("optimizer.eps", eps)

@@ -13,7 +13,7 @@ from framework.solver import Solver
 class SGD(Solver):
     """SGD; weight decay is coupled (added to the gradient) and skips biases and norms."""
 
-    def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    def __init__(self, *, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> None:
         super().__init__(lr, weight_decay)
         self.momentum = check_unit_interval("optimizer.momentum", momentum)
         require(not nesterov or momentum > 0, "optimizer.nesterov", nesterov, "needs optimizer.momentum > 0")

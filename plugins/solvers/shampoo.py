@@ -64,7 +64,7 @@ class ShampooOptimizer(PerTensorOptimizer):
 class Shampoo(Solver):
     """Shampoo as in the paper (no momentum, no grafting); ``root_every`` amortizes the ``eigh``."""
 
-    def __init__(self, lr: float = 0.1, eps: float = 1e-4, root_every: int = 1, max_dim: int = 2048) -> None:
+    def __init__(self, *, lr: float, eps: float, root_every: int, max_dim: int) -> None:
         super().__init__(lr)
         self.eps = check_positive("optimizer.eps", eps)
         self.root_every = check_count("optimizer.root_every", root_every)

@@ -111,9 +111,9 @@ class SOAPOptimizer(PerTensorOptimizer):
 class SOAP(Solver):
     """SOAP with decoupled weight decay on matrices; ``shampoo_beta: null`` uses ``betas[1]``."""
 
-    def __init__(self, lr: float = 3e-3, betas: tuple[float, float] = (0.95, 0.95), shampoo_beta: float | None = None,
-                 eps: float = 1e-8, weight_decay: float = 0.01, precondition_frequency: int = 10,
-                 max_dim: int = 10000) -> None:
+    def __init__(self, *, lr: float, betas: tuple[float, float], shampoo_beta: float | None,
+                 eps: float, weight_decay: float, precondition_frequency: int,
+                 max_dim: int) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)
         beta = self.betas[1] if shampoo_beta is None else shampoo_beta

@@ -95,14 +95,14 @@ class SophiaG(Solver):
 
     def __init__(
         self,
-        lr: float = 6e-4,
-        betas: tuple[float, float] = (0.965, 0.99),
-        rho: float = 0.05,
-        weight_decay: float = 0.2,
-        k: int = 10,
-        eps: float = 1e-15,
-        hessian_batch: str = "next",
-        clip_hessian_gradient: bool = True,
+        *, lr: float,
+        betas: tuple[float, float],
+        rho: float,
+        weight_decay: float,
+        k: int,
+        eps: float,
+        hessian_batch: str,
+        clip_hessian_gradient: bool,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)

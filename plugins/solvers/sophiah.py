@@ -36,9 +36,10 @@ class SophiaH(SophiaG):
 
     needs_likelihood = False  # Hutchinson's estimate needs only the loss
 
-    def __init__(self, lr: float = 6e-4, betas: tuple[float, float] = (0.965, 0.99), rho: float = 0.05,
-                 weight_decay: float = 0.2, k: int = 10, eps: float = 1e-12) -> None:
-        super().__init__(lr, betas, rho, weight_decay, k, eps)
+    def __init__(self, *, lr: float, betas: tuple[float, float], rho: float,
+                 weight_decay: float, k: int, eps: float) -> None:
+        super().__init__(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, k=k, eps=eps,
+                         hessian_batch="same", clip_hessian_gradient=False)  # not used: its curvature is an HVP
 
     def build(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         return SophiaHOptimizer(decay_groups(model, self.weight_decay), lr=self.lr, betas=self.betas,
