@@ -67,9 +67,11 @@ class StepContext:
     def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
         """Backward of the last forward's loss through Lightning (precision, strategies), counted."""
         self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
-        self._count_backward(create_graph)
+        self.count_backward(create_graph)
 
-    def _count_backward(self, create_graph: bool) -> None:
+    def count_backward(self, create_graph: bool) -> None:
+        """Count one backward pass (and whether it kept a graph) with its FLOPs: for a solver's own autograd
+        call that reaches the parameters outside :meth:`backward`."""
         self.costs.backward += 1
         self.costs.graph_backward += int(create_graph)
         self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items  # a backward is 2/3 of the pair
@@ -114,7 +116,7 @@ class StepContext:
         def on_loss_gradient(_: Tensor) -> None:
             nonlocal in_backward
             in_backward = True
-            self._count_backward(create_graph=torch.is_grad_enabled())
+            self.count_backward(create_graph=torch.is_grad_enabled())
 
         def on_parameter_gradient(_: Tensor) -> None:
             nonlocal in_backward

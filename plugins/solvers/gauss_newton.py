@@ -48,7 +48,8 @@ def conjugate_gradient(apply: Callable[[Tensor], Tensor], b: Tensor, iters: int,
 
 
 def ggn_vector_product(outputs: Tensor, params: list[Tensor], likelihood: str) -> Callable[[Tensor], Tensor]:
-    """``v -> J^T H_L J v`` for flat ``v``; ``outputs`` must still hold its graph."""
+    """``v -> J^T H_L J v`` for flat ``v``; ``outputs`` must still hold its graph. Building it is one
+    graph-keeping backward (``J^T u``); each product then costs about one forward and one backward."""
     u = torch.zeros_like(outputs, requires_grad=True)
     jtu = torch.autograd.grad(outputs, params, grad_outputs=u, create_graph=True)
     sizes = [p.numel() for p in params]
@@ -90,6 +91,7 @@ class GaussNewton(Solver):
         params = ctx.parameters()
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
         product = ggn_vector_product(out.outputs, params, ctx.task.problem.likelihood)
+        ctx.count_backward(create_graph=True)  # the J^T u it differentiates again
 
         def ggn(v: Tensor) -> Tensor:
             ctx.count_hvps()
