@@ -1,7 +1,9 @@
 """SOAP (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"): Adam in Shampoo's eigenbasis.
 
-For a weight ``G`` viewed as a matrix (m x n; kernels as out x in*kh*kw), with Shampoo's factors
-``L = b*L + (1-b) G G^T`` and ``R = b*R + (1-b) G^T G`` and their eigenvector matrices ``QL``, ``QR``:
+For a weight ``G`` with one Shampoo factor per dimension, as the authors' code keeps them (a matrix:
+``L = b*L + (1-b) G G^T`` and ``R = b*R + (1-b) G^T G``; a conv kernel: four factors, out, in, kh, kw,
+each ``G`` unfolded along its dimension times its transpose) and their eigenvector matrices ``QL``, ``QR``
+(rotating along each dimension; written below for a matrix):
 
 * the first step only builds ``L``, ``R`` from its gradient and takes ``QL, QR`` from ``eigh``
   (eigenvalues descending); it does not move the parameters, so a gradient never rotates itself;
@@ -13,7 +15,7 @@ For a weight ``G`` viewed as a matrix (m x n; kernels as out x in*kh*kw), with S
   reordered by the estimated eigenvalues ``diag(Q^T L Q)`` (descending), ``Q = qr(L Q)``, and ``v`` is
   permuted along that axis to follow its columns.
 
-A side longer than ``max_dim`` keeps the identity basis; vectors (biases, norms) get plain Adam. The
+A dimension longer than ``max_dim`` keeps the identity basis; vectors (biases, norms) get plain Adam. The
 factor EMA uses ``shampoo_beta``, which defaults to ``b2``. All of this follows the paper's Algorithm 3
 and the authors' released defaults (``lr=3e-3``, ``betas=(0.95, 0.95)``, ``precondition_frequency=10``).
 """
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive, check_unit_interval
-from framework.partitions import decay_groups, matrix_view
+from framework.partitions import decay_groups
 from framework.solver import PerTensorOptimizer, Solver
 
 
@@ -38,13 +40,18 @@ def eigenbasis(factor: Tensor) -> Tensor:
 
 
 def rotate(x: Tensor, bases: list[Tensor | None], back: bool = False) -> Tensor:
-    """``QL^T x QR`` (or ``QL x QR^T`` with ``back``); a missing basis is the identity on that side."""
-    left, right = bases
-    if left is not None:
-        x = (left if back else left.T) @ x
-    if right is not None:
-        x = x @ (right.T if back else right)
+    """``x`` turned along each dimension ``i`` by ``Q_i^T`` (by ``Q_i`` with ``back``): ``QL^T x QR`` for a
+    matrix. A missing basis is the identity on its dimension. Each contraction takes the leading dimension
+    and appends the result's last, so after all of them the dimensions are back in order."""
+    for basis in bases:
+        x = x.movedim(0, -1) if basis is None else torch.tensordot(x, basis, dims=([0], [1 if back else 0]))
     return x
+
+
+def unfolded_outer(g: Tensor, axis: int) -> Tensor:
+    """``G_(axis) G_(axis)^T``, with ``G_(axis)`` the gradient unfolded along ``axis`` (d x everything else)."""
+    others = [d for d in range(g.ndim) if d != axis]
+    return torch.tensordot(g, g, dims=(others, others))
 
 
 class SOAPOptimizer(PerTensorOptimizer):
@@ -57,20 +64,20 @@ class SOAPOptimizer(PerTensorOptimizer):
                                   "max_dim": max_dim})
 
     def update(self, p: Tensor, group: dict) -> None:
-        g = matrix_view(p.grad)
+        g = p.grad
         state = self.state[p]
         if not state:
             self._initialize(state, g, group)
             return
         state["step"] += 1
         t, (beta1, beta2) = state["step"], group["betas"]
-        bases = [state["left_basis"], state["right_basis"]]
+        bases = state["bases"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(rotate(g, bases), rotate(g, bases), value=1 - beta2)
         direction = rotate(rotate(m, bases) / (v.sqrt() + group["eps"]), bases, back=True)
         step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-        p.add_(direction.view_as(p), alpha=-step_size)
+        p.add_(direction, alpha=-step_size)
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
         self._accumulate(state, g, group)
@@ -81,30 +88,23 @@ class SOAPOptimizer(PerTensorOptimizer):
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(g)
         state["exp_avg_sq"] = torch.zeros_like(g)
-        sizes = g.shape if g.ndim == 2 else (None, None)  # vectors: no factors, plain Adam
-        for side, size in zip(("left", "right"), sizes):
-            preconditioned = size is not None and size <= group["max_dim"]
-            state[f"{side}_factor"] = g.new_zeros(size, size) if preconditioned else None
+        sizes = g.shape if g.ndim >= 2 else [None]  # vectors: no factors, plain Adam
+        state["factors"] = [g.new_zeros(n, n) if n is not None and n <= group["max_dim"] else None for n in sizes]
         self._accumulate(state, g, group)
-        for side in ("left", "right"):
-            factor = state[f"{side}_factor"]
-            state[f"{side}_basis"] = None if factor is None else eigenbasis(factor)
+        state["bases"] = [None if factor is None else eigenbasis(factor) for factor in state["factors"]]
 
     def _accumulate(self, state: dict, g: Tensor, group: dict) -> None:
-        weight = 1 - group["shampoo_beta"]
-        if state["left_factor"] is not None:
-            state["left_factor"].lerp_(g @ g.T, weight)
-        if state["right_factor"] is not None:
-            state["right_factor"].lerp_(g.T @ g, weight)
+        for axis, factor in enumerate(state["factors"]):
+            if factor is not None:
+                factor.lerp_(unfolded_outer(g, axis), 1 - group["shampoo_beta"])
 
     def _refresh_bases(self, state: dict) -> None:
-        for axis, side in enumerate(("left", "right")):
-            factor, basis = state[f"{side}_factor"], state[f"{side}_basis"]
+        for axis, (factor, basis) in enumerate(zip(state["factors"], state["bases"])):
             if factor is None:
                 continue
             power = factor @ basis
             order = torch.argsort((basis * power).sum(0), descending=True)
-            state[f"{side}_basis"] = torch.linalg.qr(power[:, order]).Q
+            state["bases"][axis] = torch.linalg.qr(power[:, order]).Q
             state["exp_avg_sq"] = state["exp_avg_sq"].index_select(axis, order)
 
 
