@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from math import comb
@@ -20,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from framework.lifecycle.status import COMPLETED
-from framework.studies.runs import RunResult, number
-from framework.studies.sweeps import MANIFEST
+from framework.studies.runs import Collection, RunResult, number
 
 CURVE_POINTS = 200
 AXES = {"step": "steps", "items": "items (samples or tokens)", "flops": "FLOPs", "seconds": "training seconds"}
@@ -129,33 +127,30 @@ def expected_best(values: list[float], mode: str) -> np.ndarray:
                      for k in range(1, n + 1)])
 
 
-def _study_names(sweep_dir: Path, study: dict[str, Any]) -> tuple[str, str]:
-    """(problem, solver) of a study, as its trials' summaries name them."""
+def _study_names(runs: dict[Path, RunResult], sweep_dir: Path, study: dict[str, Any]) -> tuple[str, str]:
+    """(problem, solver) of a study, as its trials' summaries (already read) name them."""
     for trial in study["trials"]:
-        try:
-            names = json.loads((sweep_dir / trial["run_dir"] / "summary.json").read_text()).get("names") or {}
-        except (OSError, ValueError, TypeError):
-            continue
-        return str(names.get("model", "problem")), str(names.get("optimizer", study["name"]))
+        run = runs.get((sweep_dir / str(trial.get("run_dir"))).resolve())
+        if run is not None:
+            return run.name("model"), run.name("optimizer")
     return "problem", study["name"]
 
 
-def tuneability(directories: list[Path]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def tuneability(collection: Collection) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per problem, each tuned solver's expected best metric against the number of trials, from every
-    ``tuning.json`` under ``directories``. A diverged or failed trial counts as the study's worst completed
-    one (it is a trial spent on nothing better)."""
+    tuning sweep in ``collection``. A diverged or failed trial counts as the study's worst completed one
+    (it is a trial spent on nothing better)."""
+    runs = {run.path.resolve(): run for run in collection.runs}
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for top in directories:
-        for manifest_path in sorted(Path(top).rglob(MANIFEST)):
-            manifest = json.loads(manifest_path.read_text())
-            for study in manifest.get("studies", []):
-                done = [number(t["value"]) for t in study["trials"] if t.get("status") == COMPLETED]
-                done = [v for v in done if v is not None and math.isfinite(v)]
-                if not done:
-                    continue
-                mode = "max" if study.get("direction") == "maximize" else "min"
-                worst = min(done) if mode == "max" else max(done)
-                values = done + [worst] * (len(study["trials"]) - len(done))
-                problem, solver = _study_names(manifest_path.parent, study)
-                out.setdefault(problem, {})[solver] = (np.arange(1, len(values) + 1), expected_best(values, mode))
+    for sweep_dir, manifest in sorted(collection.manifests.items()):
+        for study in manifest.get("studies", []):
+            done = [number(t["value"]) for t in study["trials"] if t.get("status") == COMPLETED]
+            done = [v for v in done if v is not None and math.isfinite(v)]
+            if not done:
+                continue
+            mode = "max" if study.get("direction") == "maximize" else "min"
+            worst = min(done) if mode == "max" else max(done)
+            values = done + [worst] * (len(study["trials"]) - len(done))
+            problem, solver = _study_names(runs, sweep_dir, study)
+            out.setdefault(problem, {})[solver] = (np.arange(1, len(values) + 1), expected_best(values, mode))
     return out

@@ -216,7 +216,7 @@ def write_report(collection: Collection, directories: list[Path], out: Path, by:
     rows = aggregate(runs, by)
     problems = curves(runs, label)
     profile = profiles(runs, label)
-    tuned = dict(sorted(tuneability(directories).items()))
+    tuned = dict(sorted(tuneability(collection).items()))
     colors = _colors([label(r) for r in runs] + [s for lines in tuned.values() for s in lines])
     metric = next((p.metric for p in problems), "metric")
 

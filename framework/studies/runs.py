@@ -100,10 +100,12 @@ class RunResult:
 
 @dataclass
 class Collection:
-    """Every run found, and the run directories that hold no result."""
+    """Every run found, the run directories that hold no result, and each tuning sweep's ``tuning.json``
+    (by sweep directory)."""
 
     runs: list[RunResult]
     missing: list[Path]
+    manifests: dict[Path, dict[str, Any]] = field(default_factory=dict)
 
     def results(self, all_trials: bool = False) -> list[RunResult]:
         """The runs to compare: of a tuning sweep, each study's re-runs of its best configuration (its best
@@ -114,12 +116,8 @@ class Collection:
         return [r for r in self.runs if r.role in (None, "re-run", "best trial")]
 
 
-def _roles(sweep_dir: Path) -> dict[Path, str]:
+def _roles(sweep_dir: Path, manifest: dict[str, Any]) -> dict[Path, str]:
     """What each run of a tuning sweep is, from its ``tuning.json``."""
-    try:
-        manifest = json.loads((sweep_dir / TUNING_MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
     roles = {}
     for study in manifest.get("studies", []):
         for trial in study.get("trials", []):
@@ -143,6 +141,7 @@ def collect(directories: Iterable[Path]) -> Collection:
     """Every run under ``directories`` (run, sweep or study directories, searched recursively)."""
     runs, missing, seen = [], [], set()
     roles: dict[Path, str] = {}
+    manifests: dict[Path, dict[str, Any]] = {}
     for top in directories:
         top = Path(top)
         if not top.is_dir():
@@ -152,12 +151,16 @@ def collect(directories: Iterable[Path]) -> Collection:
                 continue
             seen.add(folder.resolve())
             if TUNING_MANIFEST in files:
-                roles.update(_roles(folder))
+                try:
+                    manifests[folder] = json.loads((folder / TUNING_MANIFEST).read_text())
+                    roles.update(_roles(folder, manifests[folder]))
+                except (OSError, ValueError):
+                    pass  # a tuning record being written: its runs count as plain runs
             if SUMMARY in files:
                 runs.append(RunResult(folder, read(folder / SUMMARY), roles.get(folder.resolve())))
             elif any((folder / marker).exists() for marker in _RUN_MARKERS):
                 missing.append(folder)
-    return Collection(runs, missing)
+    return Collection(runs, missing, manifests)
 
 
 def read(path: Path) -> dict[str, Any]:
