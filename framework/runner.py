@@ -123,7 +123,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None) ->
 def _schedule(cfg: DictConfig, solver: Solver) -> Schedule:
     """The run's learning-rate schedule (constant where the config names none), checked against the solver."""
     schedule: Schedule = build(cfg.schedule, "schedule") if cfg.get("schedule") else Schedule(cfg.trainer.max_steps)
-    if solver.schedules_itself and type(schedule) is not Schedule:
+    if solver.schedules_itself and not schedule.constant:
         name = _choices(cfg).get("optimizer", type(solver).__name__)
         raise ConfigError("schedule", schedule.name, f"optimizer={name} sets its own learning rate over time and "
                           "takes schedule=constant only (its warmup is optimizer.warmup_steps)")

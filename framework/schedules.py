@@ -37,10 +37,15 @@ class Schedule:
     def __post_init__(self) -> None:
         check_count("trainer.max_steps", self.total_steps)
         check_count("schedule.warmup_steps", self.warmup_steps, minimum=0)
-        require(self.warmup_steps < self.total_steps or self.name == "constant", "schedule.warmup_steps",
+        require(self.warmup_steps < self.total_steps or self.constant, "schedule.warmup_steps",
                 self.warmup_steps, f"must be below trainer.max_steps ({self.total_steps})")
         require(isinstance(self.min_ratio, (int, float)) and 0 <= self.min_ratio <= 1, "schedule.min_ratio",
                 self.min_ratio, "must be a number in [0, 1] (the final lr as a fraction of the base lr)")
+
+    @property
+    def constant(self) -> bool:
+        """Whether the lr never changes (the base class): the loop then adds no scheduler at all."""
+        return type(self) is Schedule
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:

@@ -40,7 +40,7 @@ class TrainingTask(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.solver.setup(self.model)
-        if self.schedule is None or type(self.schedule) is Schedule:  # constant: no scheduler at all
+        if self.schedule is None or self.schedule.constant:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.schedule.scheduler(optimizer),
                                                          "interval": "step"}}
