@@ -48,16 +48,17 @@ Compose = Callable[[list[str], int], tuple[Any, Path]]
 
 @dataclass
 class TuningSettings:
-    """``hydra.sweeper.*`` of the Optuna sweeper, checked."""
+    """``hydra.sweeper.*`` of the Optuna sweeper, checked (its defaults are the plugin's config schema's,
+    ``OptunaSweeperConf``)."""
 
-    n_trials: int = 20
-    n_jobs: int = 1
-    sampler: str = "tpe"
-    sampler_seed: int = 0
-    objective: str = "final"
-    rerun_seeds: list[int] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-    pruner: str | None = None
+    n_trials: int
+    n_jobs: int
+    sampler: str
+    sampler_seed: int
+    objective: str
+    rerun_seeds: list[int]
+    params: dict[str, Any]
+    pruner: str | None
 
     def check(self) -> None:
         check_count("hydra.sweeper.n_trials", self.n_trials)

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 
 @dataclass
@@ -48,13 +48,13 @@ ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSw
 class OptunaSweeper(Sweeper):
     """Hydra sweeper over :class:`framework.studies.tuning.Tuning`."""
 
-    def __init__(self, n_trials: int, n_jobs: int, sampler: str, sampler_seed: int, objective: str,
-                 rerun_seeds: List[int], params: Optional[Dict[str, Any]], pruner: Optional[str] = None) -> None:
+    def __init__(self, **settings: Any) -> None:
+        """``settings``: the fields of :class:`OptunaSweeperConf`, as Hydra composed them."""
         from framework.studies.tuning import TuningSettings
 
-        self.settings = TuningSettings(n_trials, n_jobs, str(sampler), sampler_seed, str(objective),
-                                       list(rerun_seeds or []), dict(params or {}),
-                                       None if pruner is None else str(pruner))
+        plain = {key: OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+                 for key, value in settings.items()}
+        self.settings = TuningSettings(**plain)
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
 
