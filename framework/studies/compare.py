@@ -112,9 +112,10 @@ def aggregate(runs: list[RunResult], by: list[str]) -> list[dict[str, Any]]:
         return (str(row["problem"]), value is None, sign * value if value is not None else 0.0, str(row["solver"]))
 
     rows.sort(key=order)
-    for row in rows:
-        row["best"] = row["final"].mean is not None and all(
-            order(row) <= order(other) for other in rows if other["problem"] == row["problem"])
+    problems: set[Any] = set()
+    for row in rows:  # sorted: the first row of each problem is its best
+        row["best"] = row["final"].mean is not None and row["problem"] not in problems
+        problems.add(row["problem"])
     return rows
 
 
@@ -194,7 +195,8 @@ def render(rows: list[dict[str, Any]], by: list[str], fmt: str, missing: list[Pa
         writer.writerows(spread)
         return out.getvalue()
     if fmt == "markdown":
-        lines = ["| " + " | ".join(headers(by, rows)) + " |", "|" + "---|" * len(headers(by, rows))]
+        head = headers(by, rows)
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells(r, by)) + " |" for r in rows]
         return "\n".join([*lines, "", *notes(missing, rows)]) + "\n"
     from rich.console import Console
