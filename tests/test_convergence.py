@@ -98,7 +98,8 @@ def test_psgd_learns_the_inverse_hessian_and_beats_gradient_descent():
     optimum = -torch.linalg.solve(hessian, b)
     w = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
     opt = KronPSGDOptimizer([w], lr=1.0, lr_preconditioner=0.1, momentum=0.0, weight_decay=0.0, init_scale=None,
-                            max_size=100, max_skew=float("inf"), update_every=1, max_update_norm=None)
+                            max_size=100, max_skew=float("inf"), update_every=1, update_probability=1.0,
+                            max_update_norm=None)
 
     def fit_error() -> float:
         basis = torch.eye(12, dtype=torch.float64)

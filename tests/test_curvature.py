@@ -141,15 +141,17 @@ def test_hutchinson_estimates_the_hessian_diagonal():
 def test_psgd_differentiates_its_own_closure_and_is_counted(run_dir):
     """PSGD's closure only runs the forward; the optimizer's own gradient and HVP are still counted,
     and its state (momentum plus Kronecker factors, kept in lists) is in the memory figure."""
-    r, summary = _run(run_dir, "optimizer=psgd", "optimizer.update_every=3", "model=mlp", "trainer.max_steps=10")
+    r, summary = _run(run_dir, "optimizer=psgd", "optimizer.update_every=3", "optimizer.momentum=0.9", "model=mlp",
+                      "trainer.max_steps=10")
     costs = summary["costs"]
     assert costs["forward"] == costs["backward"] == 10
     assert costs["hvp"] == costs["graph_backward"] == 4  # preconditioner fits at steps 0, 3, 6, 9
-    # dense factor for a side with size^2 <= numel (max_skew 1), diagonal otherwise; vectors diagonal
+    # one factor per dimension: triangular, or diagonal for a side of 1 or longer than max_skew (10) times
+    # the second longest side (1 for a vector)
     expected = 0
     for p in r.problem.model.parameters():
-        sides = (p.shape[0], p[0].numel()) if p.ndim > 1 else (p.numel(),)
-        expected += p.numel() + sum(n * n if 1 < n and n * n <= p.numel() else n for n in sides)
+        second = sorted(p.shape)[-2] if p.ndim > 1 else 1
+        expected += p.numel() + sum(n * n if 1 < n <= 10 * second else n for n in p.shape)
     assert summary["state_bytes"] == 4 * expected
     # the gradient-whitening type fits to the gradient: no second derivative at all
     _, summary = _run(run_dir / "whiten", "optimizer=psgd-whiten", "model=mlp", "trainer.max_steps=10")

@@ -81,7 +81,6 @@ def test_sweep_goes_on_past_a_bad_member_and_exits_with_the_count(tmp_path):
 
 
 def test_a_stopped_sweep_continues_where_it_stopped(tmp_path):
-    import os
     import signal
     import time
 

@@ -7,6 +7,8 @@ initial model, on the same batches and the same random stream, in float64, and c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -190,3 +192,41 @@ def test_schedule_free_matches_the_authors_schedulefree(tmp_path, grad_clip):
     optimizer.train()
     _plain_loop(reference, batches, optimizer, grad_clip)
     assert _gap(ours, reference) < 1e-10
+
+
+PSGD_CASES = [("cnn", "hessian", None, 1.0), ("cnn", "hessian", 0.5, 1.0), ("cnn", "hessian", None, 0.5),
+              ("cnn", "gradient", None, 1.0), ("cnn", "gradient", 0.5, 0.5), ("gpt2-nano", "hessian", None, 1.0)]
+
+
+@pytest.mark.parametrize("problem,fit,max_update_norm,probability", PSGD_CASES)
+def test_psgd_kron_matches_xi_lin_lis_kron(tmp_path, problem, fit, max_update_norm, probability):
+    """Reference: ``psgd-torch`` 0.6.1 (Xi-Lin Li's ``psgd_torch.Kron``), stepped with a closure that returns
+    the loss, as its README does; both types (Newton: HVPs, whitening: gradients), with and without its
+    clipping of the preconditioned step (``grad_clip_max_norm``: our ``max_update_norm``; the loop's
+    ``grad_clip`` does not apply to a solver that differentiates by itself), fitting on every step or on
+a random half of them (``preconditioner_update_probability``). Conv kernels get four
+    factors, embeddings (longer than 10x their width) a diagonal one. The reference takes its parameters
+    in our optimizer's order, so that both draw the probe vectors in the same order."""
+    psgd_torch = pytest.importorskip("psgd_torch", reason="pip install 'optbench[parity]'")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from framework.partitions import decay_groups
+
+    ours, reference, batches = _twins(tmp_path, [
+        "optimizer=psgd" if fit == "hessian" else "optimizer=psgd-whiten", "optimizer.lr=0.02",
+        "optimizer.momentum=0.9", f"optimizer.max_update_norm={max_update_norm or 'null'}",
+        f"optimizer.update_probability={probability}", *PROBLEMS[problem]])
+    model, task, solver = reference.problem.model, reference.problem, ours.solver
+    params = [p for group in decay_groups(model, solver.weight_decay) for p in group["params"]]
+    optimizer = psgd_torch.Kron(params, preconditioner_init_scale=solver.init_scale, lr_params=solver.lr,
+                                lr_preconditioner=solver.lr_preconditioner, momentum=solver.momentum,
+                                grad_clip_max_norm=max_update_norm, preconditioner_update_probability=probability,
+                                preconditioner_type="Newton" if fit == "hessian" else "whitening")
+    with sdpa_kernel([SDPBackend.MATH]):  # attention with a second derivative, as our loop selects
+        for _ in range(STEPS):
+            batch = next(batches)
+            optimizer.step(lambda: task.forward(model, batch).loss)
+    assert _gap(ours, reference) < 1e-10
+    if fit == "hessian":  # one HVP per fit: every step, or the drawn ones
+        hvps = json.loads((tmp_path / "ours" / "summary.json").read_text())["costs"]["hvp"]
+        assert hvps == STEPS if probability == 1 else 1 < hvps < STEPS
