@@ -2,8 +2,11 @@
 
 On curvature steps (every ``k``; the paper uses every step) the loop keeps the backward graph, one
 Hessian-vector product with a Rademacher vector ``z`` gives ``D = |z * Hz|``, averaged over the spatial
-dimensions of 4-D convolution kernels, and ``v = b2*v + (1-b2)*D*D``. Each step:
-``p -= lr * (m_hat / (sqrt(v_hat)^power + eps) + weight_decay * p)``.
+dimensions of 4-D convolution kernels (the paper's spatial averaging, as the authors' code does; with
+``spatial_averaging: false`` per entry, as pytorch-optimizer's port does), and ``v = b2*v + (1-b2)*D*D``.
+Each step: ``p -= lr * (m_hat / (sqrt(v_hat)^power + eps) + weight_decay * p)``. The bias correction of
+``v`` counts the Hessian updates (the steps, at the paper's ``k = 1``; pytorch-optimizer counts steps
+for any ``k``, which under-corrects a ``v`` that was updated fewer times).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from framework.partitions import trainable
 from framework.solver import Solver, StepContext, evaluate_closure
 
 
-def hutchinson_diagonal(vector: Tensor, product: Tensor) -> Tensor:
-    """``|z * Hz|``, averaged over the kernel's spatial dimensions for a 4-D convolution weight."""
+def hutchinson_diagonal(vector: Tensor, product: Tensor, spatial_averaging: bool = True) -> Tensor:
+    """``|z * Hz|``, averaged over the kernel's spatial dimensions for a 4-D convolution weight (unless
+    ``spatial_averaging`` is false)."""
     diagonal = (vector * product).abs()
-    if diagonal.ndim == 4:
+    if diagonal.ndim == 4 and spatial_averaging:
         diagonal = diagonal.mean(dim=(2, 3), keepdim=True).expand_as(diagonal).clone()
     return diagonal
 
@@ -86,6 +90,7 @@ class AdaHessian(Solver):
         weight_decay: float,
         hessian_power: float,
         k: int,
+        spatial_averaging: bool,
     ) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)
@@ -93,6 +98,9 @@ class AdaHessian(Solver):
         require(0 < hessian_power <= 1, "optimizer.hessian_power", hessian_power, "must be in (0, 1]")
         self.hessian_power = float(hessian_power)
         self.k = check_count("optimizer.k", k)
+        require(isinstance(spatial_averaging, bool), "optimizer.spatial_averaging", spatial_averaging,
+                "must be true or false")
+        self.spatial_averaging = spatial_averaging
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         return AdaHessianOptimizer([p for _, p in trainable(model)], lr=self.lr, betas=self.betas,
@@ -105,7 +113,8 @@ class AdaHessian(Solver):
     def step(self, ctx: StepContext) -> Tensor:
         if self.curvature_due(ctx.step):
             loss, params, vectors, products = ctx.hutchinson()
-            self.optimizer.update_hessian(params, [hutchinson_diagonal(v, hv) for v, hv in zip(vectors, products)])
+            self.optimizer.update_hessian(params, [hutchinson_diagonal(v, hv, self.spatial_averaging)
+                                                   for v, hv in zip(vectors, products)])
         else:
             loss = ctx.forward_backward()
         ctx.finish_step()

@@ -18,6 +18,12 @@ each ``G`` unfolded along its dimension times its transpose) and their eigenvect
 A dimension longer than ``max_dim`` keeps the identity basis; vectors (biases, norms) get plain Adam. The
 factor EMA uses ``shampoo_beta``, which defaults to ``b2``. All of this follows the paper's Algorithm 3
 and the authors' released defaults (``lr=3e-3``, ``betas=(0.95, 0.95)``, ``precondition_frequency=10``).
+One deliberate difference: the authors' code runs ``eigh`` and the QR decomposition in float32 whatever
+the parameters' dtype; here ``eigh`` runs in float64 and QR in the parameters' dtype (float32 at least,
+which QR needs), so a float64 run is float64 throughout. That matters more than it seems: a factor of
+low rank (a wide layer, a small batch) has a null space whose basis QR builds from rounding noise, and
+Adam's per-coordinate normalization in that basis turns a rounding-level difference into an O(lr) one
+(benchmarks/RESULTS.md: 5e-3 after 25 steps at lr 3e-3 against the reference as shipped).
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from torch import Tensor, nn
 
 from framework.errors import check_betas, check_count, check_positive, check_unit_interval
 from framework.partitions import decay_groups
+from framework.problem import at_least_float32
 from framework.solver import PerTensorOptimizer, Solver
 
 
 def eigenbasis(factor: Tensor) -> Tensor:
-    """Eigenvectors of a symmetric factor, ordered by descending eigenvalue (``eigh`` in float64)."""
-    _, vectors = torch.linalg.eigh(factor.double())
+    """Eigenvectors of a symmetric factor, ordered by descending eigenvalue (``eigh`` in float64). The
+    authors' code adds ``1e-30 I`` first; so do we: it decides the basis of a factor's null space (a
+    feature that is always zero), and with it where Adam's normalization sends later gradients."""
+    eye = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device)
+    _, vectors = torch.linalg.eigh((factor + 1e-30 * eye).double())
     return vectors.flip(1).to(factor.dtype)
 
 
@@ -74,9 +84,9 @@ class SOAPOptimizer(PerTensorOptimizer):
         bases = state["bases"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(rotate(g, bases), rotate(g, bases), value=1 - beta2)
+        v.lerp_(rotate(g, bases).square(), 1 - beta2)
         direction = rotate(rotate(m, bases) / (v.sqrt() + group["eps"]), bases, back=True)
-        step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        step_size = group["lr"] * (math.sqrt(1 - beta2**t) / (1 - beta1**t))
         p.add_(direction, alpha=-step_size)
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
@@ -104,7 +114,7 @@ class SOAPOptimizer(PerTensorOptimizer):
                 continue
             power = factor @ basis
             order = torch.argsort((basis * power).sum(0), descending=True)
-            state["bases"][axis] = torch.linalg.qr(power[:, order]).Q
+            state["bases"][axis] = torch.linalg.qr(at_least_float32(power[:, order])).Q.to(power.dtype)
             state["exp_avg_sq"] = state["exp_avg_sq"].index_select(axis, order)
 
 
