@@ -1,7 +1,8 @@
-"""Command line of the core (also ``optbench``): ``list`` shows every installed plugin entry, ``compare``
-tabulates runs aggregated over seeds, ``report`` draws them.
+"""Command line of the core (``optbench``, also ``python -m framework``): ``run`` trains (Hydra's command line
+over the packaged config), ``list`` shows every installed plugin entry, ``compare`` tabulates runs aggregated
+over seeds, ``report`` draws them.
 
-These paths never import torch or Lightning, so they answer in seconds.
+Only ``run`` imports torch and Lightning; the other commands answer in seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from framework.registry import PluginError, Registry
@@ -18,22 +20,32 @@ def _settings(settings: dict) -> str:
     return " ".join(f"{key}={json.dumps(value)}" for key, value in settings.items())
 
 
+def _status(row: Any) -> str:
+    if not row.ok:
+        return row.status
+    if row.clashes:
+        return (f"name clash with {', '.join(row.clashes)}: select as {row.group}={row.qualified}")
+    return "ok"
+
+
 def list_plugins(strict: bool = False, as_json: bool = False) -> int:
-    """Print solvers, problems and backends with package, status and settings; 1 if any is broken."""
+    """Print solvers, problems and backends with package, status and settings; 1 if any is broken or two
+    packages provide the same name (each is then selected by its qualified name)."""
     try:
         registry = Registry(strict=strict)
     except PluginError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     rows = registry.listing()
+    trouble = 1 if registry.broken or registry.clashes else 0
     if as_json:
         print(json.dumps([
-            {"group": r.group, "name": r.name, "package": r.package, "plugin": r.plugin, "status": r.status,
-             "target": r.entry.target if r.entry else None,
+            {"group": r.group, "name": r.name, "qualified": r.qualified, "package": r.package, "plugin": r.plugin,
+             "status": _status(r), "clashes": r.clashes, "target": r.entry.target if r.entry else None,
              "settings": r.entry.settings if r.entry else None}
             for r in rows
         ], indent=2, default=str))
-        return 1 if registry.broken else 0
+        return trouble
 
     from rich.console import Console
     from rich.table import Table
@@ -45,19 +57,17 @@ def list_plugins(strict: bool = False, as_json: bool = False) -> int:
     table.add_column("status", overflow="fold")
     table.add_column("settings", overflow="fold")
     for row in rows:
-        status = "[green]ok[/]" if row.ok else f"[red]{row.status}[/]"
+        status = "[green]ok[/]" if _status(row) == "ok" else f"[red]{_status(row)}[/]"
         settings = _settings(row.entry.settings) if row.entry else ""
         if row.entry and row.entry.description:
             settings += f"\n[dim]{row.entry.description}[/]"
         table.add_row(labels.get(row.group, row.group), f"[bold]{row.name}[/]", row.package, status, settings)
     Console(soft_wrap=False).print(table)
-    return 0
+    return trouble
 
 
 def _collect(directories: list[str]) -> Any:
     """The runs under ``directories``, or the exit code after a one-line error."""
-    from pathlib import Path
-
     from framework.errors import ConfigError
     from framework.studies.runs import collect
 
@@ -75,8 +85,6 @@ def _collect(directories: list[str]) -> Any:
 def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str | None,
                  all_trials: bool = False) -> int:
     """Print the comparison table of every run under ``directories``; export the long table if asked."""
-    from pathlib import Path
-
     from framework.studies.compare import aggregate, notes, render, rich_table
     from framework.studies.export import export
 
@@ -102,7 +110,6 @@ def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str
 
 def report_runs(directories: list[str], out: str, by: list[str], to_wandb: bool = False) -> int:
     """Write the figures and the HTML page of every run under ``directories`` into ``out``."""
-    from pathlib import Path
 
     try:
         from framework.studies.report import write_report
@@ -118,9 +125,27 @@ def report_runs(directories: list[str], out: str, by: list[str], to_wandb: bool 
     return 0
 
 
+def _without_working_directory() -> None:
+    """``python -m framework`` puts the working directory first on ``sys.path``: a folder there named like
+    one of the installed packages (a project's own ``plugins/``) would shadow it. Drop that entry, unless
+    the working directory is the checkout this package is imported from. (``optbench`` never adds it.)"""
+    here, checkout = Path.cwd().resolve(), Path(__file__).resolve().parents[1]
+    if here != checkout:
+        sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m framework", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    _without_working_directory()
+    if argv[:1] == ["run"]:  # Hydra parses the rest (overrides, -m, --cfg, --help)
+        from framework.app import launch
+
+        launch(argv[1:], Path.cwd() / "experiments")
+        return 0
+    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="train: optbench run optimizer=sophia model=gpt2-nano [-m ...] "
+                                    "(Hydra overrides; +experiment=<name> from ./experiments)")
     listing = commands.add_parser("list", help="list solvers, problems and backends")
     listing.add_argument("--strict", action="store_true", help="fail on the first broken plugin")
     listing.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,4 +1,5 @@
-"""Glue between ``run.py`` and the runner: plugin configs, the run-directory guard, exit codes, one-line errors.
+"""Glue between the command line (``optbench run``, ``run.py``) and the runner: the packaged default config,
+plugin configs, the run-directory guard, exit codes, one-line errors.
 
 A single run exits with its status's code (:mod:`framework.lifecycle.status`); in a sweep (``-m``) a member
 that fails, diverges or has a bad value is recorded in its own directory and the sweep goes on, a stop
@@ -23,8 +24,12 @@ from framework.lifecycle.rundir import RunLock, new_run_refusal, resume_refusal,
 from framework.lifecycle.status import EXIT_CODES, EXIT_CONFIG, FAILED, INTERRUPTED
 from framework.results import SUMMARY, write_summary
 
-#: what Hydra itself writes into a run directory before the task starts
+#: what Hydra itself writes into a run directory before the task starts (``hydra.job.name`` is ``run``)
 _HYDRA_FILES = (".hydra", "run.log")
+
+#: the default config (the checkout's ``conf/``, reached through the symlink ``framework/conf``; a wheel
+#: holds a copy of the files)
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> None:
@@ -32,14 +37,23 @@ def fail(message: str, code: int = EXIT_CONFIG) -> None:
     raise SystemExit(code)
 
 
-def prepare(argv: list[str], root: Path) -> list[str]:
-    """Run before ``hydra.main``: make plugins and ``root/experiments`` selectable; return the arguments.
+def launch(argv: list[str], experiments: Path, program: str = "optbench run") -> None:
+    """Hydra's command line over the packaged config, with ``train`` as the task: ``optbench run ...`` and
+    ``python run.py ...`` both end here. ``experiments`` is the folder of ``+experiment=<name>`` studies."""
+    import hydra
+
+    sys.argv = [program, *prepare(argv, experiments)]
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(train)()
+
+
+def prepare(argv: list[str], experiments: Path) -> list[str]:
+    """Run before ``hydra.main``: make plugins and ``experiments/*.yaml`` selectable; return the arguments.
 
     ``resume=<run dir>`` points Hydra's run directory at that run (so nothing new is created), after
     checking that the run may be continued; it takes no other setting, since the run continues with the
     config stored in its checkpoint.
     """
-    register_configs(experiments=root / "experiments")
+    register_configs(experiments=experiments)
     # submitit (hydra/launcher=slurm) warns its jobs with SIGUSR1, as the README documents, instead of USR2
     os.environ.setdefault("SUBMITIT_PREEMPT_SIGNAL", "USR1")
     resume = [arg.partition("=")[2] for arg in argv if arg.partition("=")[0].lstrip("+") == "resume"]

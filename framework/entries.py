@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -62,9 +62,18 @@ def yaml_entries(package: str) -> list[ConfigEntry]:
     return found
 
 
+#: separates a distribution from an option's name in a qualified name: ``optimizer=optbench-extra:adamw``
+QUALIFIER = ":"
+
+
 @dataclass
 class Listed:
-    """An entry as the registry lists it: where it came from and whether it can be used."""
+    """An entry as the registry lists it: where it came from and whether it can be used.
+
+    ``distribution`` is the installed distribution that provides it (``optbench`` for the built-ins);
+    ``clashes`` the other distributions that provide an option of the same name in the same group, which
+    makes the plain name ambiguous: such an option is selected by :attr:`qualified` name only.
+    """
 
     group: str
     name: str
@@ -72,7 +81,13 @@ class Listed:
     package: str
     status: str = "ok"
     entry: ConfigEntry | None = None
+    distribution: str = "?"
+    clashes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.distribution}{QUALIFIER}{self.name}"

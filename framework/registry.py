@@ -7,9 +7,11 @@ turns the first failure into an exception. No state is global: build as many reg
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import importlib.util
 import sys
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, entry_points, packages_distributions
 from typing import Iterable
 
 import pluggy
@@ -19,13 +21,35 @@ from framework import hookspecs
 from framework.entries import ConfigEntry, Listed
 
 
+def provider(obj: object) -> dict[str, str | None]:
+    """The class (or function) behind ``obj`` and the installed distribution that ships it, with its version:
+    what a run records of each plugin it used (``summary.json``: ``versions.plugins``). A factory such as
+    ``optimizer=external`` is traced to the class it wraps."""
+    target = getattr(obj, "factory", obj)
+    target = getattr(target, "func", target)  # functools.partial
+    if not isinstance(target, type) and not inspect.isfunction(target):  # an instance: its class
+        target = type(target)
+    module = target.__module__
+    names = sorted(set(packages_distributions().get(module.split(".")[0], [])))
+    distribution = names[0] if names else None
+    try:
+        version = importlib.metadata.version(distribution) if distribution else None
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"target": f"{module}.{target.__qualname__}",
+            "distribution": distribution, "version": version}
+
+
 class PluginError(RuntimeError):
     """Raised in strict mode when a plugin cannot be loaded or its hook fails."""
 
 
-def _package_of(ep: EntryPoint) -> str:
+def _package_of(ep: EntryPoint) -> tuple[str, str]:
+    """(the distribution's name, "name version") of the installed package that declares ``ep``."""
     dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "?"
+    if dist is None:
+        return ep.name, "?"
+    return dist.name, f"{dist.name} {dist.version}"
 
 
 def _reason(error: BaseException) -> str:
@@ -75,11 +99,12 @@ class Registry:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self._listed: list[Listed] = []
-        self._packages: dict[str, str] = {}
+        self._packages: dict[str, tuple[str, str]] = {}
         for ep in sorted(points if points is not None else entry_points(group=group), key=lambda e: e.name):
             self._load(ep)
         for hook_name, config_group in hookspecs.GROUPS.items():
             self._collect(hook_name, config_group)
+        self._find_clashes()
 
     def _fail(self, listed: Listed, error: BaseException) -> None:
         listed.status = f"broken: {_reason(error)}"
@@ -88,39 +113,66 @@ class Registry:
             raise PluginError(f"plugin {listed.plugin!r} ({listed.package}): {listed.status}") from error
 
     def _load(self, ep: EntryPoint) -> None:
-        package = _package_of(ep)
+        distribution, package = _package_of(ep)
         try:
             self.manager.register(ep.load(), name=ep.name)
-            self._packages[ep.name] = package
+            self._packages[ep.name] = distribution, package
         except Exception as error:  # a plugin's import may raise anything
-            self._fail(Listed(group="plugin", name=ep.name, plugin=ep.name, package=package), error)
+            self._fail(Listed(group="plugin", name=ep.name, plugin=ep.name, package=package,
+                              distribution=distribution), error)
 
     def _collect(self, hook_name: str, config_group: str) -> None:
         hook = getattr(self.manager.hook, hook_name)
         for impl in hook.get_hookimpls():
             plugin = impl.plugin_name
-            package = self._packages.get(plugin, "?")
+            distribution, package = self._packages.get(plugin, (plugin, "?"))
             try:
                 entries = list(impl.function())
             except Exception as error:
-                self._fail(Listed(group=config_group, name="*", plugin=plugin, package=package), error)
+                self._fail(Listed(group=config_group, name="*", plugin=plugin, package=package,
+                                  distribution=distribution), error)
                 continue
             for entry in entries:
-                listed = Listed(config_group, entry.name, plugin, package, entry=entry)
+                listed = Listed(config_group, entry.name, plugin, package, entry=entry, distribution=distribution)
                 problem = _target_problem(entry)
                 if problem is not None:
                     self._fail(listed, PluginError(problem))
                     continue
                 self._listed.append(listed)
 
+    def _find_clashes(self) -> None:
+        """Options of one group with one name from several distributions: each is told the others, and
+        strict mode refuses them (neither may silently replace the other)."""
+        by_name: dict[tuple[str, str], list[Listed]] = {}
+        for item in self._listed:
+            if item.ok:
+                by_name.setdefault((item.group, item.name), []).append(item)
+        for (group, name), items in sorted(by_name.items()):
+            if len(items) < 2:
+                continue
+            for item in items:
+                item.clashes = [other.package for other in items if other is not item]
+            if self.strict:
+                raise PluginError(f"{group}={name} is provided by {' and '.join(i.package for i in items)}; "
+                                  f"select one as {' or '.join(f'{group}={i.qualified}' for i in items)}")
+
     def listing(self) -> list[Listed]:
         """Every entry and every broken plugin, in group then name order."""
         order = {group: i for i, group in enumerate([*hookspecs.GROUPS.values(), "plugin"])}
         return sorted(self._listed, key=lambda item: (order.get(item.group, 99), item.name, item.plugin))
 
+    def usable(self, group: str) -> list[Listed]:
+        """The options of one config group (``optimizer``, ``model`` or ``backend``) that load, clashing
+        names included."""
+        return [item for item in self.listing() if item.group == group and item.ok and item.entry]
+
     def entries(self, group: str) -> list[ConfigEntry]:
-        """The usable options of one config group (``optimizer``, ``model`` or ``backend``)."""
-        return [item.entry for item in self.listing() if item.group == group and item.ok and item.entry]
+        """The usable options of one config group."""
+        return [item.entry for item in self.usable(group) if item.entry]
+
+    @property
+    def clashes(self) -> list[Listed]:
+        return [item for item in self._listed if item.clashes]
 
     @property
     def broken(self) -> list[Listed]:

@@ -27,12 +27,14 @@ import framework
 from framework.backend import Backend
 from framework.checkpoints import AtomicCheckpointIO, Checkpointing, ResumePoint, RunCSVLogger, step_stream
 from framework.checkpoints.stream import batches_per_epoch, own_generators
+from framework.configs import refuse_ambiguous
 from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
 from framework.lifecycle.signals import StopSignals
 from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED, PRUNED, Diverged
 from framework.problem import Problem
 from framework.progress import StepProgressBar
+from framework.registry import provider
 from framework.results import MetricHistory, write_summary
 from framework.schedules import Schedule
 from framework.solver import SEARCH_SPACE, FactorySolver, Solver
@@ -169,6 +171,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     anything is written to ``run_dir``.
     """
     run_dir = Path(run_dir)
+    refuse_ambiguous(cfg)
     check_run_settings(cfg)
     solver = build(_without(cfg.optimizer, SEARCH_SPACE), "optimizer")
     if not isinstance(solver, Solver):
@@ -311,6 +314,8 @@ def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence:
             "torch": torch.__version__,
             "pytorch_lightning": pl.__version__,
             "python": platform.python_version(),
+            "plugins": {"optimizer": provider(r.solver), "model": provider(r.problem),
+                        "backend": provider(r.backend)},
         },
         "config": resolved,
     }

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from framework.costs import Costs
+from framework.costs import AutogradCounter, Costs
 from framework.errors import ConfigError, check_nonnegative
 
 #: the key of a solver's YAML that holds its default tuning search space (keys relative to ``optimizer.``,
@@ -65,22 +65,23 @@ class StepContext:
         return out
 
     def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
-        """Backward of the last forward's loss through Lightning (precision, strategies), counted."""
+        """Backward of the last forward's loss through Lightning (precision, strategies)."""
         self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
-        self.count_backward(create_graph)
 
-    def count_backward(self, create_graph: bool) -> None:
-        """Count one backward pass (and whether it kept a graph) with its FLOPs: for a solver's own autograd
-        call that reaches the parameters outside :meth:`backward`."""
+    def counting(self) -> AutogradCounter:
+        """The mode, active around the solver's step, that counts every differentiation with its FLOPs,
+        whoever makes it: a backward is 2/3 of a forward+backward of the last forward's items, a curvature
+        product (HVP, GGN product) about one more forward+backward."""
+        return AutogradCounter(self.parameters(), self._count_backward, self._count_products)
+
+    def _count_backward(self, create_graph: bool) -> None:
         self.costs.backward += 1
         self.costs.graph_backward += int(create_graph)
-        self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items  # a backward is 2/3 of the pair
+        self.costs.flops += 2 * self._flops_per_item / 3 * self._last_items
 
-    def count_hvps(self, count: int = 1) -> None:
-        """Count ``count`` curvature-vector products (HVPs, GGN products) and their FLOPs: every solver that
-        computes one outside :meth:`hvp` says so here."""
+    def _count_products(self, count: int) -> None:
         self.costs.hvp += count
-        self.costs.flops += count * self._flops_per_item * self._last_items  # about one more forward+backward
+        self.costs.flops += count * self._flops_per_item * self._last_items
 
     def forward_backward(self, create_graph: bool = False) -> Tensor:
         """Loss on the batch and its gradient in ``p.grad``; ``create_graph`` keeps it differentiable."""
@@ -102,39 +103,17 @@ class StepContext:
     @contextlib.contextmanager
     def loss_closure(self, differentiable_twice: bool = False) -> Iterator[Callable[[], Tensor]]:
         """A closure for optimizers that differentiate by themselves (PSGD): a counted forward that returns
-        the loss with its graph and calls no backward.
-
-        The optimizer's own autograd calls are counted through hooks, while the context is open: a
-        gradient of the loss counts as a backward (graph-keeping when taken with ``create_graph``), and
-        any other differentiation that reaches the parameters, such as a Hessian-vector product, as an
-        HVP. Lightning's precision plugin does not see these backwards, so there is no loss scaling
-        (use fp32 or bf16). ``differentiable_twice`` selects the attention kernel that has a second
+        the loss with its graph and calls no backward; the optimizer's own autograd calls are counted as
+        any others are. Lightning's precision plugin does not see these backwards, so there is no loss
+        scaling (use fp32 or bf16). ``differentiable_twice`` selects the attention kernel that has a second
         derivative, as ``forward_backward(create_graph=True)`` does.
         """
-        in_backward = False
-
-        def on_loss_gradient(_: Tensor) -> None:
-            nonlocal in_backward
-            in_backward = True
-            self.count_backward(create_graph=torch.is_grad_enabled())
-
-        def on_parameter_gradient(_: Tensor) -> None:
-            nonlocal in_backward
-            if not in_backward:
-                self.count_hvps()
-            in_backward = False
 
         def evaluate() -> Tensor:
             with torch.enable_grad(), _math_attention() if differentiable_twice else contextlib.nullcontext():
-                loss = self.forward().loss
-            loss.register_hook(on_loss_gradient)
-            return loss
+                return self.forward().loss
 
-        handle = self.parameters()[0].register_hook(on_parameter_gradient)
-        try:
-            yield evaluate
-        finally:
-            handle.remove()
+        yield evaluate
 
     def sampled_forward_backward(self) -> int:
         """Backward of the loss against targets sampled from the model's own predictions.
@@ -150,9 +129,7 @@ class StepContext:
 
     def hvp(self, grads: list[Tensor], vectors: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
         """Hessian-vector products ``H v`` from gradients built with ``create_graph=True``."""
-        products = torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=False)
-        self.count_hvps()
-        return products
+        return torch.autograd.grad(grads, params, grad_outputs=vectors, retain_graph=False)
 
     def hessian(self, grads: list[Tensor], params: list[Tensor]) -> Tensor:
         """The full Hessian (n x n) from gradients built with ``create_graph=True``: n batched HVPs."""
@@ -160,7 +137,6 @@ class StepContext:
         n = flat.numel()
         basis = torch.eye(n, dtype=flat.dtype, device=flat.device)
         rows = torch.autograd.grad(flat, params, grad_outputs=basis, is_grads_batched=True)
-        self.count_hvps(n)
         return torch.cat([row.reshape(n, -1) for row in rows], dim=1)
 
     def hutchinson(self) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:

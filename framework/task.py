@@ -53,7 +53,11 @@ class TrainingTask(pl.LightningModule):
         step = self.global_step
         ctx = StepContext(self, batch, step)
         lr = self.solver.optimizer.param_groups[0]["lr"] if self.solver.optimizer is not None else float("nan")
-        loss = self.solver.step(ctx)
+        with ctx.counting():
+            loss = self.solver.step(ctx)
+        if self.global_step == step:
+            raise RuntimeError(f"{type(self.solver).__name__}.step did not step its optimizer through the loop: "
+                               "call ctx.optimizer_step() or ctx.finish_step(), not self.optimizer.step()")
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()

@@ -71,6 +71,49 @@ def test_listing_shows_third_party_entries_and_broken_plugin(plugin_python):
     assert done.returncode == 1  # something is broken, the listing still printed everything
 
 
+def test_a_name_clash_is_listed_refused_and_resolved_by_qualified_name(plugin_python, tmp_path):
+    """optbench-extra ships an ``adamw`` too: neither replaces the other. The listing shows both with the
+    clash; the plain name is refused with the candidates; a qualified name picks one, and the summary
+    says which distribution's plugin ran."""
+    rows = [r for r in json.loads(_listing(plugin_python, "--json").stdout) if (r["group"], r["name"]) ==
+            ("optimizer", "adamw")]
+    assert sorted(r["qualified"] for r in rows) == ["optbench-extra:adamw", "optbench:adamw"]
+    assert all(r["status"].startswith("name clash with ") for r in rows)
+    strict = ("from importlib.metadata import entry_points; from framework.registry import Registry\n"
+              "Registry(strict=True, points=[e for e in entry_points(group='optbench.plugins') if e.name != 'broken'])")
+    clash = subprocess.run([plugin_python, "-c", strict], cwd=tmp_path, capture_output=True, text=True)
+    assert clash.returncode == 1 and ("PluginError: optimizer=adamw is provided by optbench 0.1.0 and optbench-extra "
+                                      "0.1.0; select one as optimizer=optbench:adamw or optimizer=optbench-extra:adamw"
+                                      in clash.stderr), clash.stderr[-2000:]
+
+    common = ["model=logreg", "logger=local", "backend=cpu", "trainer.max_steps=20", "trainer.val_check_interval=20"]
+    refused = subprocess.run([plugin_python, "run.py", "optimizer=adamw", *common, f"hydra.run.dir={tmp_path / 'a'}"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and not (tmp_path / "a").exists()
+    assert ("error: optimizer='adamw': is provided by several installed packages; select one by its qualified "
+            "name: optimizer=optbench-extra:adamw, optimizer=optbench:adamw") in refused.stderr
+    for qualified, target in [("optbench-extra:adamw", "optbench_extra.solvers.SignSGD"),
+                              ("optbench:adamw", "plugins.solvers.adamw.AdamW")]:
+        out = tmp_path / qualified.replace(":", "-")
+        done = subprocess.run([plugin_python, "run.py", f"optimizer={qualified}", *common, f"hydra.run.dir={out}"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        plugin = json.loads((out / "summary.json").read_text())["versions"]["plugins"]["optimizer"]
+        assert plugin == {"target": target, "distribution": qualified.split(":")[0], "version": "0.1.0"}
+
+
+def test_a_solver_that_differentiates_by_itself_is_counted_truthfully(plugin_python, tmp_path):
+    """``selfgrad`` calls torch.autograd.grad twice a step (a graph-keeping gradient, then an HVP) and tells
+    the loop nothing: both are counted."""
+    out = tmp_path / "run"
+    done = subprocess.run([plugin_python, "run.py", "optimizer=selfgrad", "model=logreg", "logger=local",
+                           "backend=cpu", "trainer.max_steps=20", "trainer.val_check_interval=20",
+                           f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    costs = json.loads((out / "summary.json").read_text())["costs"]
+    assert costs["backward"] == costs["graph_backward"] == costs["hvp"] == 20
+
+
 def test_strict_listing_fails_on_the_broken_plugin(plugin_python):
     done = _listing(plugin_python, "--strict")
     assert done.returncode == 1

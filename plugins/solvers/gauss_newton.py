@@ -3,7 +3,8 @@
 ``G = J^T H_L J``: ``J`` is the Jacobian of the model's outputs, ``H_L`` the Hessian of the loss in the
 outputs (from the problem's likelihood). ``G v`` needs no matrix: ``J v`` comes from the double-backward
 trick (differentiate ``J^T u`` in ``u``), then ``H_L`` and one more vector-Jacobian product. Each step runs
-up to ``cg_iters`` CG iterations, each one GGN-vector product (counted as an HVP, with its FLOPs), and moves
+up to ``cg_iters`` CG iterations, each one GGN-vector product (counted, as the loop counts every
+differentiation, as one curvature product for ``J v`` and one backward for ``J^T (H_L J v)``), and moves
 ``p -= lr * d``. Categorical and Bernoulli likelihoods only.
 
 On nonconvex mini-batch problems a fixed small damping lets CG return huge steps; with
@@ -49,7 +50,8 @@ def conjugate_gradient(apply: Callable[[Tensor], Tensor], b: Tensor, iters: int,
 
 def ggn_vector_product(outputs: Tensor, params: list[Tensor], likelihood: str) -> Callable[[Tensor], Tensor]:
     """``v -> J^T H_L J v`` for flat ``v``; ``outputs`` must still hold its graph. Building it is one
-    graph-keeping backward (``J^T u``); each product then costs about one forward and one backward."""
+    graph-keeping backward (``J^T u``); each product then differentiates that gradient once (``J v``,
+    counted as a curvature product) and backpropagates once more (``J^T H_L J v``, counted as a backward)."""
     u = torch.zeros_like(outputs, requires_grad=True)
     jtu = torch.autograd.grad(outputs, params, grad_outputs=u, create_graph=True)
     sizes = [p.numel() for p in params]
@@ -90,12 +92,7 @@ class GaussNewton(Solver):
         ctx.backward(out.loss, retain_graph=True)
         params = ctx.parameters()
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
-        product = ggn_vector_product(out.outputs, params, ctx.task.problem.likelihood)
-        ctx.count_backward(create_graph=True)  # the J^T u it differentiates again
-
-        def ggn(v: Tensor) -> Tensor:
-            ctx.count_hvps()
-            return product(v)
+        ggn = ggn_vector_product(out.outputs, params, ctx.task.problem.likelihood)
 
         direction = conjugate_gradient(lambda v: ggn(v) + self.damping * v, gradient, self.cg_iters, self.cg_tol)
         loss = out.loss.detach()
