@@ -18,6 +18,7 @@ import pluggy
 
 from framework import ENTRY_POINT_GROUP
 from framework import hookspecs
+from framework.api import supports
 from framework.entries import ConfigEntry, Listed
 
 
@@ -115,7 +116,11 @@ class Registry:
     def _load(self, ep: EntryPoint) -> None:
         distribution, package = _package_of(ep)
         try:
-            self.manager.register(ep.load(), name=ep.name)
+            plugin = ep.load()
+            required = getattr(plugin, "OPTBENCH_API", None)
+            if required is not None and supports(required) is not None:
+                raise PluginError(f"{distribution}: {supports(required)}")
+            self.manager.register(plugin, name=ep.name)
             self._packages[ep.name] = distribution, package
         except Exception as error:  # a plugin's import may raise anything
             self._fail(Listed(group="plugin", name=ep.name, plugin=ep.name, package=package,

@@ -72,3 +72,23 @@ def test_schedule_free_is_evaluated_at_its_average_and_trained_at_its_gradient_p
     execute(r)
     assert {m for m in modes if m[0] == "train"} == {("train", True)}
     assert [m for m in modes if m[0] == "val"] == [("val", False)] * 3  # at steps 10, 20 and 30
+
+
+def test_the_plugin_api_module_exports_everything_lazily_and_versions_itself():
+    """framework.api is the one import of a plugin author: every name resolves to the defining module's
+    object, ``import framework.api`` alone loads no torch, and ``supports`` judges a declared version."""
+    import subprocess
+    import sys
+
+    import framework.api as api
+
+    assert set(api.__all__) == {"API_VERSION", "supports", *api._EXPORTS}
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    from framework.solver import StepContext
+    assert api.StepContext is StepContext
+    code = "import sys, framework.api; from framework.api import hookimpl, yaml_entries; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    assert api.supports(api.API_VERSION) is None and api.supports("1.0") is None
+    assert api.supports("2.0") == f"needs plugin API 2.0; this optbench provides {api.API_VERSION}"
+    assert api.supports("x") == "OPTBENCH_API='x' is not a version 'major.minor'"

@@ -68,6 +68,8 @@ def test_listing_shows_third_party_entries_and_broken_plugin(plugin_python):
     assert rows[("optimizer", "sophia")]["package"].startswith("optbench ")
     broken = rows[("plugin", "broken")]
     assert broken["status"].startswith("broken: ImportError") and "not installed" in broken["status"]
+    future = rows[("plugin", "future")]  # written against plugin API 2.0
+    assert future["status"] == "broken: PluginError: optbench-broken: needs plugin API 2.0; this optbench provides 1.0"
     assert done.returncode == 1  # something is broken, the listing still printed everything
 
 
@@ -80,7 +82,8 @@ def test_a_name_clash_is_listed_refused_and_resolved_by_qualified_name(plugin_py
     assert sorted(r["qualified"] for r in rows) == ["optbench-extra:adamw", "optbench:adamw"]
     assert all(r["status"].startswith("name clash with ") for r in rows)
     strict = ("from importlib.metadata import entry_points; from framework.registry import Registry\n"
-              "Registry(strict=True, points=[e for e in entry_points(group='optbench.plugins') if e.name != 'broken'])")
+              "Registry(strict=True, points=[e for e in entry_points(group='optbench.plugins')\n"
+              "                              if e.name not in ('broken', 'future')])")
     clash = subprocess.run([plugin_python, "-c", strict], cwd=tmp_path, capture_output=True, text=True)
     assert clash.returncode == 1 and ("PluginError: optimizer=adamw is provided by optbench 0.1.0 and optbench-extra "
                                       "0.1.0; select one as optimizer=optbench:adamw or optimizer=optbench-extra:adamw"

@@ -1,7 +1,6 @@
 """Built-in backends; the YAML files are the ``backend`` options."""
 
-from framework.entries import yaml_entries
-from framework.hookspecs import hookimpl
+from framework.api import hookimpl, yaml_entries
 
 
 @hookimpl

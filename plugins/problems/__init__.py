@@ -1,7 +1,6 @@
 """Built-in problems: one module and one YAML per option; the YAML files are the ``model`` options."""
 
-from framework.entries import yaml_entries
-from framework.hookspecs import hookimpl
+from framework.api import hookimpl, yaml_entries
 
 
 @hookimpl

@@ -1,7 +1,6 @@
 """Built-in solvers: one module and one YAML each; the YAML files are the ``optimizer`` options."""
 
-from framework.entries import yaml_entries
-from framework.hookspecs import hookimpl
+from framework.api import hookimpl, yaml_entries
 
 
 @hookimpl
