@@ -28,16 +28,24 @@ def _status(row: Any) -> str:
     return "ok"
 
 
-def list_plugins(strict: bool = False, as_json: bool = False) -> int:
-    """Print solvers, problems and backends with package, status and settings; 1 if any is broken or two
-    packages provide the same name (each is then selected by its qualified name)."""
+def list_plugins(strict: bool = False, as_json: bool = False, check: bool = False) -> int:
+    """Print solvers, problems and backends with package, status and settings; 1 if any is broken, two
+    packages provide the same name (each is then selected by its qualified name), or, with ``check``, an
+    option's target does not match its kind or its YAML."""
     try:
         registry = Registry(strict=strict)
     except PluginError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     rows = registry.listing()
-    trouble = 1 if registry.broken or registry.clashes else 0
+    if check:
+        from framework.checks import check_entry
+
+        for row in rows:
+            problem = check_entry(row.group, row.entry) if row.ok and row.entry else None
+            if problem:
+                row.status = f"check failed: {problem}"
+    trouble = 1 if registry.broken or registry.clashes or any(not row.ok for row in rows) else 0
     if as_json:
         print(json.dumps([
             {"group": r.group, "name": r.name, "qualified": r.qualified, "package": r.package, "plugin": r.plugin,
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     listing = commands.add_parser("list", help="list solvers, problems and backends")
     listing.add_argument("--strict", action="store_true", help="fail on the first broken plugin")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--check", action="store_true", help="import every target and match it against its "
+                                                               "kind and its YAML keys (loads torch)")
     comparing = commands.add_parser("compare", help="runs under some directories, aggregated over seeds")
     comparing.add_argument("directories", nargs="+", help="run, sweep or study directories (searched recursively)")
     comparing.add_argument("--by", action="append", default=[], metavar="KEY",
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="also log the table and figures as a W&B run (job_type=report, the sweep's group)")
     args = parser.parse_args(argv)
     if args.command == "list":
-        return list_plugins(strict=args.strict, as_json=args.json)
+        return list_plugins(strict=args.strict, as_json=args.json, check=args.check)
     if args.command == "compare":
         return compare_runs(args.directories, args.by, args.format, args.export, args.all_trials)
     if args.command == "report":

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from framework.costs import Costs
+from framework.errors import ConfigError
 from framework.lifecycle.status import Diverged
 from framework.problem import Problem
 from framework.schedules import Schedule
@@ -56,8 +57,8 @@ class TrainingTask(pl.LightningModule):
         with ctx.counting():
             loss = self.solver.step(ctx)
         if self.global_step == step:
-            raise RuntimeError(f"{type(self.solver).__name__}.step did not step its optimizer through the loop: "
-                               "call ctx.optimizer_step() or ctx.finish_step(), not self.optimizer.step()")
+            raise ConfigError("optimizer", type(self.solver).__name__, "its step did not step the optimizer through "
+                              "the loop: call ctx.optimizer_step() or ctx.finish_step(), not self.optimizer.step()")
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
@@ -81,6 +82,10 @@ class TrainingTask(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         metrics = self.problem.validation_metrics(self.model, batch)
+        if self.problem.metric not in metrics:
+            raise ConfigError("model", type(self.problem).__name__,
+                              f"validation_metrics returns {sorted(metrics)}, without the problem's metric "
+                              f"{self.problem.metric!r}")
         self.log_dict({f"val/{k}": _loggable(v) for k, v in metrics.items()}, on_epoch=True, prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

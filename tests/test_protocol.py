@@ -92,3 +92,63 @@ def test_the_plugin_api_module_exports_everything_lazily_and_versions_itself():
     assert api.supports(api.API_VERSION) is None and api.supports("1.0") is None
     assert api.supports("2.0") == f"needs plugin API 2.0; this optbench provides {api.API_VERSION}"
     assert api.supports("x") == "OPTBENCH_API='x' is not a version 'major.minor'"
+
+
+def test_plugin_mistakes_fail_the_run_with_one_line_naming_the_plugin(tmp_path):
+    """A problem whose validation_metrics lacks its own metric fails at the first validation; a solver
+    whose step steps its optimizer behind the loop's back fails at its first step (it would loop forever)."""
+    import json
+
+    r = prepare(compose("model=logreg", "trainer.max_steps=5"), tmp_path / "metric")
+    r.problem.metric = "perplexity"
+    try:
+        execute(r)
+    except Exception as error:  # noqa: BLE001 - the message is what is checked
+        message = str(error)
+    assert message == ("model='LogisticRegression': validation_metrics returns ['accuracy', 'loss'], without the "
+                       "problem's metric 'perplexity'")
+    assert json.loads((tmp_path / "metric" / "summary.json").read_text())["status"] == "failed"
+
+    r = prepare(compose("model=logreg", "trainer.max_steps=5"), tmp_path / "step")
+
+    def behind_the_loop(ctx):
+        loss = ctx.forward_backward()
+        r.solver.optimizer.step()
+        return loss
+
+    r.solver.step = behind_the_loop
+    try:
+        execute(r)
+    except Exception as error:  # noqa: BLE001
+        message = str(error)
+    assert message.startswith("optimizer='AdamW': its step did not step the optimizer through the loop")
+
+
+def test_list_check_catches_an_authors_mistakes_and_passes_the_builtins():
+    """``optbench list --check`` imports each target: all built-ins pass; a missing class, a class of the
+    wrong kind, a YAML key the constructor does not take and a constructor argument the YAML leaves out
+    are each named on one line."""
+    import json
+    import subprocess
+    import sys
+
+    from framework.checks import check_entry
+    from framework.entries import ConfigEntry
+
+    done = subprocess.run([sys.executable, "-m", "framework", "list", "--check", "--json"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and all(row["status"] == "ok" for row in json.loads(done.stdout))
+
+    def problem(group: str, config: dict) -> str | None:
+        return check_entry(group, ConfigEntry("x", config))
+
+    assert problem("optimizer", {"_target_": "plugins.solvers.adamw.AdamWW"}).startswith(
+        "_target_ plugins.solvers.adamw.AdamWW does not import")
+    assert problem("optimizer", {"_target_": "plugins.problems.logreg.LogisticRegression"}) == (
+        "_target_ plugins.problems.logreg.LogisticRegression is not a subclass of framework.solver.Solver")
+    assert problem("optimizer", {"_target_": "torch.optim.SGD", "lr": 0.1}).endswith("framework.solver.Solver")
+    assert problem("optimizer", {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}) is None
+    assert problem("optimizer", {"_target_": "plugins.solvers.sgd.SGD", "lr": 0.1, "momentun": 0.9,
+                                 "weight_decay": 0.0, "nesterov": False, "search_space": {}}) == (
+        "YAML keys momentun are not arguments of plugins.solvers.sgd.SGD; "
+        "plugins.solvers.sgd.SGD needs momentum, which the YAML does not set")
