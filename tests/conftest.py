@@ -23,25 +23,10 @@ QUIET = ["logger=local", "backend=cpu", "trainer.enable_progress_bar=false", "tr
 
 
 def compose(*overrides: str) -> Any:
-    """The project's config composed by Hydra with plugin configs registered, as ``run.py`` sees it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    """The project's config composed by Hydra with plugin configs registered, as ``optbench run`` sees it."""
+    from framework.conformance import compose as compose_config
 
-    from framework.configs import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3", job_name="test"):
-        cfg = hydra_compose("config", overrides=[*QUIET, *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        names = {k: str(v) for k, v in cfg.names.items()}
-        cfg.names = names
-        del cfg.hydra
-    return cfg
+    return compose_config(*overrides, quiet=QUIET)
 
 
 def train(run_dir: Path, *overrides: str) -> dict:
