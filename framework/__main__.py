@@ -142,6 +142,24 @@ def _without_working_directory() -> None:
         sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
 
 
+def new_plugin_package(directory: str) -> int:
+    """Write a plugin package into ``directory`` and say how to use it."""
+    from framework.errors import ConfigError
+    from framework.template import new_plugin
+
+    try:
+        files = new_plugin(Path(directory))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    name = Path(directory).resolve().name.lower()
+    for path in files:
+        print(path)
+    print(f"\nnext: pip install -e {directory} && optbench run optimizer={name}-signum model={name}-linreg"
+          f"\n      pytest {directory}   # the conformance suite on the new plugins", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _without_working_directory()
@@ -168,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            "and DIR/points.parquet")
     comparing.add_argument("--all-trials", action="store_true",
                            help="of a tuning sweep, every trial (default: the re-runs of each study's best)")
+    creating = commands.add_parser("new", help="write a new plugin package: optbench new plugin <dir>")
+    creating.add_argument("kind", choices=["plugin"])
+    creating.add_argument("directory", help="the package's folder, named as the package (e.g. my-optimizers)")
     reporting = commands.add_parser("report", help="figures and an offline HTML page of the comparison")
     reporting.add_argument("directories", nargs="+", help="run, sweep or study directories (searched recursively)")
     reporting.add_argument("--out", required=True, metavar="DIR", help="where the figures and report.html go")
@@ -179,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_plugins(strict=args.strict, as_json=args.json, check=args.check)
     if args.command == "compare":
         return compare_runs(args.directories, args.by, args.format, args.export, args.all_trials)
+    if args.command == "new":
+        return new_plugin_package(args.directory)
     if args.command == "report":
         return report_runs(args.directories, args.out, args.by, args.wandb)
     return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import site
 import subprocess
 import sys
@@ -155,3 +156,42 @@ def test_listing_does_not_import_torch_or_lightning():
             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules))")
     done = run_cli("-c", code)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_wheel_alone_runs_a_new_plugin_package_and_its_conformance_tests(tmp_path_factory):
+    """The done-when of the plugin template, from the built wheel only (no checkout on the path): in a
+    fresh venv that sees this interpreter's dependencies but not its optbench, ``optbench new plugin p``,
+    ``pip install -e p``, ``optbench run optimizer=p-signum model=logreg``, and the generated tests pass."""
+    root = tmp_path_factory.mktemp("wheel-only")
+    env_dir, work = root / "venv", root / "work"
+    work.mkdir()
+    venv.create(env_dir, system_site_packages=False, with_pip=False)
+    python, optbench = str(env_dir / "bin" / "python"), str(env_dir / "bin" / "optbench")
+    child_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+    # the dependencies' directories as plain paths: their .pth files (this checkout's editable install) unread
+    (Path(child_site) / "_optbench_dependencies.pth").write_text("".join(f"{d}\n" for d in _site_dirs()))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    _check(subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
+                           str(root / "dist"), str(ROOT)], capture_output=True, text=True))
+    (wheel,) = (root / "dist").glob("optbench-*.whl")
+    _check(subprocess.run([*pip, "--python", python, "install", "--quiet", "--no-deps", str(wheel)],
+                          capture_output=True, text=True))
+    where = subprocess.run([python, "-c", "import framework; print(framework.__file__)"], cwd=work,
+                           capture_output=True, text=True).stdout
+    assert where.startswith(child_site), where
+
+    _check(subprocess.run([optbench, "new", "plugin", "p"], cwd=work, capture_output=True, text=True))
+    _check(subprocess.run([*pip, "--python", python, "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "-e", str(work / "p")], capture_output=True, text=True))
+    out = work / "run"
+    done = subprocess.run([optbench, "run", "optimizer=p-signum", "model=logreg", "trainer.max_steps=20",
+                           "logger=local", f"hydra.run.dir={out}"], cwd=work, capture_output=True, text=True)
+    _check(done)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["metric"]["final"] < summary["metric"]["initial"]
+    assert summary["versions"]["plugins"]["optimizer"] == {"target": "p.solvers.Signum", "distribution": "p",
+                                                           "version": "0.1.0"}
+    tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=work / "p",
+                           capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"})
+    assert tests.returncode == 0 and "3 passed" in tests.stdout, tests.stdout[-3000:]
