@@ -195,3 +195,22 @@ def test_the_wheel_alone_runs_a_new_plugin_package_and_its_conformance_tests(tmp
     tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=work / "p",
                            capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"})
     assert tests.returncode == 0 and "3 passed" in tests.stdout, tests.stdout[-3000:]
+
+
+def test_a_working_directory_with_its_own_plugins_and_framework_folders_changes_nothing(tmp_path):
+    """A project folder holding ``plugins/`` and ``framework/`` packages of its own: ``optbench`` (and, for
+    ``plugins/``, ``python -m framework``) still list and run the installed built-ins."""
+    for name in ("plugins", "framework"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise RuntimeError('the local {name}/ was imported')\n")
+    optbench = str(Path(sys.executable).parent / "optbench")
+    listed = subprocess.run([optbench, "list", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert listed.returncode == 0 and all(r["status"] == "ok" for r in json.loads(listed.stdout)), listed.stderr
+    done = subprocess.run([optbench, "run", "model=logreg", "logger=local", "trainer.max_steps=5",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "run" / "summary.json").exists(), done.stderr[-2000:]
+    (tmp_path / "framework" / "__init__.py").unlink()  # python -m framework runs the folder of that name
+    (tmp_path / "framework").rmdir()
+    listed = subprocess.run([sys.executable, "-m", "framework", "list", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0 and all(r["status"] == "ok" for r in json.loads(listed.stdout)), listed.stderr
