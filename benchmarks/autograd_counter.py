@@ -1,0 +1,82 @@
+"""What counting every differentiation costs: a training step with and without ``AutogradCounter``.
+
+Usage: ``python benchmarks/autograd_counter.py [steps] [rounds]`` (defaults 300 and 5). For each problem it
+builds the problem once and runs a bare AdamW step (forward, backward, step) on one fixed batch, ``steps``
+times with the counting mode entered around each step as the loop enters it, and ``steps`` times without,
+the two interleaved over ``rounds`` rounds; it prints the median ms/step of each and their ratio. The same
+loop with an HVP per step (AdaHessian-style) shows the graph walk that classifies a curvature product.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def _step_function(problem_name: str, hvp: bool):
+    import torch
+
+    from conftest import compose
+    from framework.runner import build
+
+    problem = build(compose(f"model={problem_name}").model, "model")
+    model, batch = problem.model, next(iter(problem.train_loader(0)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+
+    def step() -> None:
+        loss = problem.forward(model, batch).loss
+        if hvp:
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            probes = [torch.randint_like(p, 0, 2).mul_(2).sub_(1) for p in params]
+            torch.autograd.grad(grads, params, grad_outputs=probes)
+            for p, g in zip(params, grads):
+                p.grad = g.detach()
+        else:
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, params
+
+
+def measure(problem_name: str, steps: int, rounds: int, hvp: bool) -> tuple[float, float]:
+    from framework.costs import AutogradCounter
+
+    step, params = _step_function(problem_name, hvp)
+    counts = []
+
+    def counted() -> AutogradCounter:
+        return AutogradCounter(params, counts.append, counts.append)
+
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds + 1):  # the first round warms up
+        for on in (True, False):
+            started = time.perf_counter()
+            for _ in range(steps):
+                with counted() if on else contextlib.nullcontext():
+                    step()
+            timings[on].append((time.perf_counter() - started) / steps * 1e3)
+    return statistics.median(timings[True][1:]), statistics.median(timings[False][1:])
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    print("| problem | step | ms/step counted | ms/step bare | ratio |")
+    print("|---|---|---:|---:|---:|")
+    for problem, hvp, n in [("quadratic", False, steps), ("mlp", False, steps), ("mlp", True, steps),
+                            ("gpt2-nano", False, max(steps // 20, 5))]:
+        on, off = measure(problem, n, rounds, hvp)
+        kind = "backward + HVP" if hvp else "backward"
+        print(f"| {problem} | {kind} | {on:.3f} | {off:.3f} | {on / off:.3f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
