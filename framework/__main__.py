@@ -39,7 +39,7 @@ def list_plugins(strict: bool = False, as_json: bool = False, check: bool = Fals
         return 1
     rows = registry.listing()
     if check:
-        from framework.checks import check_entry
+        from framework.authoring.checks import check_entry
 
         for row in rows:
             problem = check_entry(row.group, row.entry) if row.ok and row.entry else None
@@ -145,7 +145,7 @@ def _without_working_directory() -> None:
 def new_plugin_package(directory: str) -> int:
     """Write a plugin package into ``directory`` and say how to use it."""
     from framework.errors import ConfigError
-    from framework.template import new_plugin
+    from framework.authoring.template import new_plugin
 
     try:
         files = new_plugin(Path(directory))

@@ -55,6 +55,10 @@ _EXPORTS = {
     "yaml_entries": "framework.entries",
     # cost accounting
     "Costs": "framework.costs",
+    # the conformance suite (for a plugin package's tests)
+    "check_solver": "framework.authoring.conformance",
+    "check_problem": "framework.authoring.conformance",
+    "check_backend": "framework.authoring.conformance",
 }
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "check_unit_interval", "check_betas", "check_count",
     "hookimpl", "ConfigEntry", "yaml_entries",
     "Costs",
+    "check_solver", "check_problem", "check_backend",
 ]
 
 
@@ -95,6 +100,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
+    from framework.authoring.conformance import check_backend, check_problem, check_solver
     from framework.backend import Backend
     from framework.costs import Costs
     from framework.entries import ConfigEntry, yaml_entries

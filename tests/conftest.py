@@ -24,7 +24,7 @@ QUIET = ["logger=local", "backend=cpu", "trainer.enable_progress_bar=false", "tr
 
 def compose(*overrides: str) -> Any:
     """The project's config composed by Hydra with plugin configs registered, as ``optbench run`` sees it."""
-    from framework.conformance import compose as compose_config
+    from framework.authoring.conformance import compose as compose_config
 
     return compose_config(*overrides, quiet=QUIET)
 

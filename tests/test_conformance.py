@@ -1,10 +1,10 @@
-"""The built-in plugins pass the conformance suite that third-party authors run (framework.conformance)."""
+"""The built-in plugins pass the conformance suite that third-party authors run (framework.authoring.conformance)."""
 
 from __future__ import annotations
 
 import pytest
 
-from framework.conformance import check_backend, check_problem, check_solver
+from framework.api import check_backend, check_problem, check_solver
 from framework.registry import Registry
 
 # settings that suit the two small problems of the suite (a quadratic and logistic regression): the

@@ -132,7 +132,7 @@ def test_list_check_catches_an_authors_mistakes_and_passes_the_builtins():
     import subprocess
     import sys
 
-    from framework.checks import check_entry
+    from framework.authoring.checks import check_entry
     from framework.entries import ConfigEntry
 
     done = subprocess.run([sys.executable, "-m", "framework", "list", "--check", "--json"], capture_output=True,

@@ -194,7 +194,7 @@ precision: 32-true
 _TEST = '''\
 """optbench's conformance suite on this package's plugins: ``pytest``."""
 
-from framework.conformance import check_backend, check_problem, check_solver
+from framework.api import check_backend, check_problem, check_solver
 
 
 def test_solver_conforms(tmp_path):

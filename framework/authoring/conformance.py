@@ -2,7 +2,7 @@
 
 A plugin author calls these from pytest (``optbench new plugin`` writes the file)::
 
-    from framework.conformance import check_solver, check_problem, check_backend
+    from framework.api import check_backend, check_problem, check_solver
 
     def test_my_solver(tmp_path):
         check_solver("mysolver", tmp_path)
@@ -86,7 +86,7 @@ def check_solver(name: str, tmp_path: Path, overrides: Sequence[str] = (), steps
     ends bit for bit as an uninterrupted one (float64); its costs count every step's items and at least
     one pass; it trains with ``grad_clip`` and a warmup schedule (or, if it sets its own learning rate,
     refuses one). ``overrides`` tune it for these problems (``optimizer.lr=...``)."""
-    from framework.checks import check_entry
+    from framework.authoring.checks import check_entry
     from framework.errors import ConfigError
     from framework.registry import Registry
 
