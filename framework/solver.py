@@ -40,6 +40,7 @@ class StepContext:
         self.grad_norm: Tensor | None = None
         self._flops_per_item = task.flops_per_item
         self._items_counted = False
+        self._in_forward = False
         self._last_items = 0
 
     @property
@@ -55,24 +56,43 @@ class StepContext:
 
     def forward(self, on_data: bool = True) -> "Forward":
         """A counted forward; the batch's items count once per step, and only for data targets."""
-        out = self.task.problem.forward(self.model, self.batch)
-        self.costs.forward += 1
-        self.costs.flops += self._flops_per_item / 3 * out.items  # a forward is 1/3 of forward+backward
-        self._last_items = out.items
-        if on_data and not self._items_counted:
-            self.costs.items += out.items
-            self._items_counted = True
+        self._in_forward = True
+        try:
+            out = self.task.problem.forward(self.model, self.batch)
+        finally:
+            self._in_forward = False
+        self._count_forward(out.items, on_data)
         return out
+
+    def _count_forward(self, items: int, on_data: bool) -> None:
+        self.costs.forward += 1
+        self.costs.flops += self._flops_per_item / 3 * items  # a forward is 1/3 of forward+backward
+        self._last_items = items
+        if on_data and not self._items_counted:
+            self.costs.items += items
+            self._items_counted = True
+
+    def _count_model_call(self, *_: Any) -> None:
+        """A forward hook on the model: a call made outside :meth:`forward` (a solver running the model by
+        itself) counts as a forward over the problem's batch."""
+        if not self._in_forward:
+            self._count_forward(self.task.problem.items_per_batch(), on_data=True)
 
     def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
         """Backward of the last forward's loss through Lightning (precision, strategies)."""
         self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
 
-    def counting(self) -> AutogradCounter:
-        """The mode, active around the solver's step, that counts every differentiation with its FLOPs,
-        whoever makes it: a backward is 2/3 of a forward+backward of the last forward's items, a curvature
-        product (HVP, GGN product) about one more forward+backward."""
-        return AutogradCounter(self.parameters(), self._count_backward, self._count_products)
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Active around the solver's step: counts every model call and every differentiation with its
+        FLOPs, whoever makes them. A backward is 2/3 of a forward+backward of the last forward's items, a
+        curvature product (HVP, GGN product) about one more forward+backward."""
+        handle = self.model.register_forward_hook(self._count_model_call)
+        try:
+            with AutogradCounter(self.parameters(), self._count_backward, self._count_products):
+                yield
+        finally:
+            handle.remove()
 
     def _count_backward(self, create_graph: bool) -> None:
         self.costs.backward += 1

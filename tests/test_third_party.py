@@ -107,8 +107,8 @@ def test_a_name_clash_is_listed_refused_and_resolved_by_qualified_name(plugin_py
 
 
 def test_a_solver_that_differentiates_by_itself_is_counted_truthfully(plugin_python, tmp_path):
-    """``selfgrad`` calls torch.autograd.grad twice a step (a graph-keeping gradient, then an HVP) and tells
-    the loop nothing: both are counted."""
+    """``selfgrad`` runs the model and calls torch.autograd.grad twice a step (a graph-keeping gradient, then
+    an HVP) and tells the loop nothing: all of it is counted."""
     out = tmp_path / "run"
     done = subprocess.run([plugin_python, "run.py", "optimizer=selfgrad", "model=logreg", "logger=local",
                            "backend=cpu", "trainer.max_steps=20", "trainer.val_check_interval=20",
@@ -116,6 +116,10 @@ def test_a_solver_that_differentiates_by_itself_is_counted_truthfully(plugin_pyt
     assert done.returncode == 0, done.stderr[-2000:]
     costs = json.loads((out / "summary.json").read_text())["costs"]
     assert costs["backward"] == costs["graph_backward"] == costs["hvp"] == 20
+    # its forwards (the model called by the solver itself) too, with the batch's items and all the FLOPs:
+    # 31 parameters, 64 samples a batch, 6N per sample for a forward+backward
+    assert costs["forward"] == 20 and costs["items"] == 20 * 64
+    assert costs["flops"] == pytest.approx(20 * 64 * 6 * 31 * (1 / 3 + 2 / 3 + 1))
 
 
 def test_strict_listing_fails_on_the_broken_plugin(plugin_python):
