@@ -127,10 +127,15 @@ def fit_factors(factors: list[Tensor], v: Tensor, h: Tensor, lr: float) -> None:
             q.sub_(lr / ((term1 + term2).abs().max() + tiny) * (term1 - term2) * q)
 
 
+def tensor_shape(p: Tensor) -> tuple[int, ...]:
+    """The shape the factors follow: the parameter's own, a scalar as one entry."""
+    return tuple(p.shape) if p.ndim else (1,)
+
+
 def initial_factors(p: Tensor, scale: Tensor | float, max_size: float, max_skew: float) -> list[Tensor]:
     """``scale * I`` as one factor per dimension of ``p`` (a scalar has one of size 1): triangular, or
     diagonal for a side of 1, above ``max_size``, or above ``max_skew`` times the second longest side."""
-    shape = p.shape if p.ndim else (1,)
+    shape = tensor_shape(p)
     second = sorted(shape)[-2] if len(shape) > 1 else 1
     per_factor = scale ** (1 / len(shape))
     return [per_factor * (torch.ones(n, dtype=p.dtype, device=p.device)
@@ -191,7 +196,9 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
         return loss.detach()
 
     def _fit(self, params: list[Tensor], vectors: list[Tensor] | None, products: Sequence[Tensor]) -> None:
-        """Fit each parameter's factors to its pair; ``vectors`` None: the whitening type's, drawn here."""
+        """Fit each parameter's factors to its pair, creating them on the first fit; ``vectors`` None: the
+        whitening type's, drawn here (creating factors draws nothing, so the random stream is the
+        reference's, which creates all factors first)."""
         tiny = torch.finfo(products[0].dtype).tiny
         for i, (p, h) in enumerate(zip(params, products)):
             state = self.state[p]
@@ -201,10 +208,8 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
                     top = vectors[i].square().sum() if vectors is not None else h.numel()
                     scale = (top / h.square().sum().clamp_min(tiny)) ** 0.25
                 state["factors"] = initial_factors(p, scale, self.settings["max_size"], self.settings["max_skew"])
-        for i, (p, h) in enumerate(zip(params, products)):
             v = vectors[i] if vectors is not None else torch.randn_like(h)
-            shape = p.shape if p.ndim else (1,)
-            fit_factors(self.state[p]["factors"], v.reshape(shape), h.reshape(shape),
+            fit_factors(state["factors"], v.reshape(tensor_shape(p)), h.reshape(tensor_shape(p)),
                         self.settings["lr_preconditioner"])
 
     def _update(self, grads: list[Tensor]) -> None:
@@ -215,8 +220,7 @@ class KronPSGDOptimizer(torch.optim.Optimizer):
             state["step"] = state.get("step", 0) + 1
             if group["momentum"]:
                 g = state.setdefault("momentum", torch.zeros_like(g)).lerp_(g, 1 - group["momentum"])
-            shape = p.shape if p.ndim else (1,)
-            steps.append(precondition(g.reshape(shape), state["factors"]).view_as(p))
+            steps.append(precondition(g.reshape(tensor_shape(p)), state["factors"]).view_as(p))
         limit = self.settings["max_update_norm"]
         if limit is not None:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in steps]))
