@@ -14,7 +14,6 @@ the broken promise. The built-in plugins pass the same suite in this repository'
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -86,19 +85,20 @@ def check_solver(name: str, tmp_path: Path, overrides: Sequence[str] = (), steps
     ends bit for bit as an uninterrupted one (float64); its costs count every step's items and at least
     one pass; it trains with ``grad_clip`` and a warmup schedule (or, if it sets its own learning rate,
     refuses one). ``overrides`` tune it for these problems (``optimizer.lr=...``)."""
+    from hydra.utils import get_object
+
     from framework.authoring.checks import check_entry
     from framework.errors import ConfigError
     from framework.registry import Registry
+    from framework.runner import execute, prepare_resume
 
     what = f"optimizer={name}"
-    entries = {item.name: item.entry for item in Registry().usable("optimizer")}
-    entries.update({item.qualified: item.entry for item in Registry().usable("optimizer")})
+    options = Registry().usable("optimizer")
+    entries = {**{item.name: item.entry for item in options}, **{item.qualified: item.entry for item in options}}
     _fails(what, name in entries, "no such installed option (optbench list shows them)")
     problem = check_entry("optimizer", entries[name])
     _fails(what, problem is None, str(problem))
     base = [f"optimizer={name}", *overrides, f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"]
-    from hydra.utils import get_object
-
     needs_likelihood = getattr(get_object(entries[name].target), "needs_likelihood", False)
     for model in ("logreg",) if needs_likelihood else ("quadratic", "logreg"):  # a quadratic has no likelihood
         run, summary = _train(tmp_path / model, *base, f"model={model}")
@@ -112,19 +112,16 @@ def check_solver(name: str, tmp_path: Path, overrides: Sequence[str] = (), steps
         _fails(what, costs["flops"] > 0 or run.problem.flops_per_item() == 0, f"counts no FLOPs on model={model}: "
                                                                               f"{costs}")
     exact = [*base, "model=logreg", "backend.precision=64-true"]
-    first, _ = _train(tmp_path / "seeded-1", *exact)
+    first, whole = _train(tmp_path / "seeded-1", *exact)
     second, _ = _train(tmp_path / "seeded-2", *exact)
     _fails(what, _same_parameters(first, second), "two runs with the same seed end with different parameters")
-    from framework.runner import execute, prepare_resume
-
     _, stopped = _train(tmp_path / "resumed", *exact, stop_at=steps // 3)
     _fails(what, stopped["status"] == "interrupted", f"a stop signal did not interrupt it: {stopped['status']}")
     resumed = prepare_resume(tmp_path / "resumed")
-    execute(resumed)
+    again = execute(resumed)
     _fails(what, _same_parameters(first, resumed), "a run stopped and resumed differs from an uninterrupted one")
-    whole = json.loads((tmp_path / "seeded-1" / "summary.json").read_text())["costs"]
-    again = json.loads((tmp_path / "resumed" / "summary.json").read_text())["costs"]
-    _fails(what, whole == again, f"costs of a resumed run differ: {again} against {whole}")
+    _fails(what, whole["costs"] == again["costs"], f"costs of a resumed run differ: {again['costs']} against "
+                                                   f"{whole['costs']}")
     clipped = [*base, "model=logreg", "grad_clip=1.0", "schedule=warmup-cosine", "schedule.warmup_steps=5"]
     try:
         _, summary = _train(tmp_path / "clipped", *clipped)
