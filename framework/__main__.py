@@ -45,7 +45,7 @@ def list_plugins(strict: bool = False, as_json: bool = False, check: bool = Fals
             problem = check_entry(row.group, row.entry) if row.ok and row.entry else None
             if problem:
                 row.status = f"check failed: {problem}"
-    trouble = 1 if registry.broken or registry.clashes or any(not row.ok for row in rows) else 0
+    trouble = int(any(_status(row) != "ok" for row in rows))  # broken, clashing or failing a check
     if as_json:
         print(json.dumps([
             {"group": r.group, "name": r.name, "qualified": r.qualified, "package": r.package, "plugin": r.plugin,
@@ -118,7 +118,6 @@ def compare_runs(directories: list[str], by: list[str], fmt: str, export_to: str
 
 def report_runs(directories: list[str], out: str, by: list[str], to_wandb: bool = False) -> int:
     """Write the figures and the HTML page of every run under ``directories`` into ``out``."""
-
     try:
         from framework.studies.report import write_report
     except ImportError as error:
@@ -144,8 +143,8 @@ def _without_working_directory() -> None:
 
 def new_plugin_package(directory: str) -> int:
     """Write a plugin package into ``directory`` and say how to use it."""
-    from framework.errors import ConfigError
     from framework.authoring.template import new_plugin
+    from framework.errors import ConfigError
 
     try:
         files = new_plugin(Path(directory))

@@ -10,7 +10,6 @@ the same name, only the qualified names select, and the plain name is refused wi
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import yaml
@@ -19,7 +18,6 @@ from omegaconf import OmegaConf
 
 from framework.entries import QUALIFIER
 from framework.errors import ConfigError
-
 from framework.lifecycle.rundir import register_unique_resolver
 from framework.registry import Registry
 

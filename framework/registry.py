@@ -117,9 +117,9 @@ class Registry:
         distribution, package = _package_of(ep)
         try:
             plugin = ep.load()
-            required = getattr(plugin, "OPTBENCH_API", None)
-            if required is not None and supports(required) is not None:
-                raise PluginError(f"{distribution}: {supports(required)}")
+            refusal = supports(plugin.OPTBENCH_API) if hasattr(plugin, "OPTBENCH_API") else None
+            if refusal is not None:
+                raise PluginError(f"{distribution}: {refusal}")
             self.manager.register(plugin, name=ep.name)
             self._packages[ep.name] = distribution, package
         except Exception as error:  # a plugin's import may raise anything
@@ -174,10 +174,6 @@ class Registry:
     def entries(self, group: str) -> list[ConfigEntry]:
         """The usable options of one config group."""
         return [item.entry for item in self.usable(group) if item.entry]
-
-    @property
-    def clashes(self) -> list[Listed]:
-        return [item for item in self._listed if item.clashes]
 
     @property
     def broken(self) -> list[Listed]:
