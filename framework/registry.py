@@ -7,6 +7,7 @@ turns the first failure into an exception. No state is global: build as many reg
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import importlib.util
@@ -22,6 +23,12 @@ from framework.api import supports
 from framework.entries import ConfigEntry, Listed
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions_of_packages() -> dict[str, list[str]]:
+    """Top-level import name -> the distributions that install it (a scan of every installed one, so once)."""
+    return packages_distributions()
+
+
 def provider(obj: object) -> dict[str, str | None]:
     """The class (or function) behind ``obj`` and the installed distribution that ships it, with its version:
     what a run records of each plugin it used (``summary.json``: ``versions.plugins``). A factory such as
@@ -31,7 +38,7 @@ def provider(obj: object) -> dict[str, str | None]:
     if not isinstance(target, type) and not inspect.isfunction(target):  # an instance: its class
         target = type(target)
     module = target.__module__
-    names = sorted(set(packages_distributions().get(module.split(".")[0], [])))
+    names = sorted(set(_distributions_of_packages().get(module.split(".")[0], [])))
     distribution = names[0] if names else None
     try:
         version = importlib.metadata.version(distribution) if distribution else None
