@@ -120,8 +120,7 @@ class StepContext:
 
         return evaluate
 
-    @contextlib.contextmanager
-    def loss_closure(self, differentiable_twice: bool = False) -> Iterator[Callable[[], Tensor]]:
+    def loss_closure(self, differentiable_twice: bool = False) -> Callable[[], Tensor]:
         """A closure for optimizers that differentiate by themselves (PSGD): a counted forward that returns
         the loss with its graph and calls no backward; the optimizer's own autograd calls are counted as
         any others are. Lightning's precision plugin does not see these backwards, so there is no loss
@@ -133,7 +132,7 @@ class StepContext:
             with torch.enable_grad(), _math_attention() if differentiable_twice else contextlib.nullcontext():
                 return self.forward().loss
 
-        yield evaluate
+        return evaluate
 
     def sampled_forward_backward(self) -> int:
         """Backward of the loss against targets sampled from the model's own predictions.

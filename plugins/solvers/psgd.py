@@ -265,5 +265,4 @@ class PSGD(Solver):
                                  fit=self.fit)
 
     def step(self, ctx: StepContext) -> Tensor:
-        with ctx.loss_closure(differentiable_twice=self.optimizer.differentiates_twice()) as closure:
-            return ctx.optimizer_step(closure)
+        return ctx.optimizer_step(ctx.loss_closure(differentiable_twice=self.optimizer.differentiates_twice()))
