@@ -36,13 +36,8 @@ def plugin_python(tmp_path_factory) -> str:
     into wheels by this interpreter's setuptools and installed into the child from those wheels, so the
     child never builds anything.
     """
-    env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, system_site_packages=False, with_pip=False)
-    python = str(env_dir / "bin" / "python")
-    child_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                check=True, capture_output=True, text=True).stdout.strip()
-    lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in _site_dirs())
-    (Path(child_site) / "_optbench_parent.pth").write_text(lines)
+    python, _ = _child_venv(tmp_path_factory.mktemp("venv"),
+                            "".join(f"import site; site.addsitedir({d!r})\n" for d in _site_dirs()))
     wheels = tmp_path_factory.mktemp("wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     for fixture in ("optbench-extra", "optbench-broken"):
@@ -51,6 +46,17 @@ def plugin_python(tmp_path_factory) -> str:
     _check(subprocess.run([*pip, "--python", python, "install", "--quiet", "--no-deps", "--no-index",
                            *map(str, sorted(wheels.glob("*.whl")))], capture_output=True, text=True))
     return python
+
+
+def _child_venv(env_dir: Path, pth: str) -> tuple[str, str]:
+    """A venv without pip in ``env_dir`` whose site directory holds ``pth`` as a ``.pth`` file: (its python,
+    its site directory)."""
+    venv.create(env_dir, system_site_packages=False, with_pip=False)
+    python = str(env_dir / "bin" / "python")
+    child_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+    (Path(child_site) / "_optbench_parent.pth").write_text(pth)
+    return python, child_site
 
 
 def _check(done: subprocess.CompletedProcess) -> None:
@@ -169,12 +175,9 @@ def test_the_wheel_alone_runs_a_new_plugin_package_and_its_conformance_tests(tmp
     root = tmp_path_factory.mktemp("wheel-only")
     env_dir, work = root / "venv", root / "work"
     work.mkdir()
-    venv.create(env_dir, system_site_packages=False, with_pip=False)
-    python, optbench = str(env_dir / "bin" / "python"), str(env_dir / "bin" / "optbench")
-    child_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                check=True, capture_output=True, text=True).stdout.strip()
     # the dependencies' directories as plain paths: their .pth files (this checkout's editable install) unread
-    (Path(child_site) / "_optbench_dependencies.pth").write_text("".join(f"{d}\n" for d in _site_dirs()))
+    python, child_site = _child_venv(env_dir, "".join(f"{d}\n" for d in _site_dirs()))
+    optbench = str(env_dir / "bin" / "optbench")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     _check(subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
                            str(root / "dist"), str(ROOT)], capture_output=True, text=True))
