@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/autograd_counter.py [steps] [rounds]`` (defaults 300 and 5). For each problem it
 builds the problem once and runs a bare AdamW step (forward, backward, step) on one fixed batch, ``steps``
-times with the counting mode entered around each step as the loop enters it, and ``steps`` times without,
+times with the loop's counting around each step (the autograd counter and a forward hook on the model, as
+``StepContext.counting`` installs them), and ``steps`` times without,
 the two interleaved over ``rounds`` rounds; it prints the median ms/step of each and their ratio. The same
 loop with an HVP per step (AdaHessian-style) shows the graph walk that classifies a curvature product. A
 third column times the alternative we did not take: a torch-function mode that sees the autograd calls
@@ -45,7 +46,7 @@ def _step_function(problem_name: str, hvp: bool):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step, params
+    return step, params, model
 
 
 def _watching_mode():
@@ -67,9 +68,19 @@ def _watching_mode():
 def measure(problem_name: str, steps: int, rounds: int, hvp: bool) -> dict[str, float]:
     from framework.costs import AutogradCounter
 
-    step, params = _step_function(problem_name, hvp)
+    step, params, model = _step_function(problem_name, hvp)
     counts: list = []
-    contexts = {"counted": lambda: AutogradCounter(params, counts.append, counts.append),
+
+    @contextlib.contextmanager
+    def counted():  # as StepContext.counting: a forward hook on the model and the autograd counter
+        handle = model.register_forward_hook(lambda *_: counts.append(1))
+        try:
+            with AutogradCounter(params, counts.append, counts.append):
+                yield
+        finally:
+            handle.remove()
+
+    contexts = {"counted": counted,
                 "bare": contextlib.nullcontext, "mode": _watching_mode}
     timings: dict[str, list[float]] = {name: [] for name in contexts}
     for _ in range(rounds + 1):  # the first round warms up
