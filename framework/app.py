@@ -142,8 +142,13 @@ def train(cfg: DictConfig) -> float | None:
 
     from framework.runner import run
 
+    from framework.distributed import external_rank
+
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
+    if external_rank():  # another task of a data-parallel run (srun): rank 0 guards, writes and reports
+        run(cfg, run_dir)
+        return None
     in_sweep = hydra.mode == RunMode.MULTIRUN
     resuming = bool(cfg.get("resume"))
     if in_sweep and OmegaConf.select(cfg, "logger.group", default="") is None:  # W&B: one group per sweep

@@ -17,10 +17,14 @@ _ALIASES = ("64", "32", "16", "bf16", 64, 32, 16)
 class Backend:
     """Hardware settings for a run, turned into Lightning ``Trainer`` arguments.
 
-    ``compile=True`` wraps the model in ``torch.compile`` before training.
+    ``compile=True`` wraps the model in ``torch.compile`` before training. ``devices`` x ``num_nodes``
+    processes train one run (:mod:`framework.distributed`); ``threads`` sets torch's CPU threads per process.
     """
 
     name = "backend"
+    #: whether the strategy shards parameters, gradients and optimizer state over the processes (FSDP):
+    #: only solvers whose update works on any shard of a parameter (``Solver.runs_sharded``) run there
+    shards_parameters: bool = False
 
     def __init__(
         self,
@@ -30,15 +34,25 @@ class Backend:
         precision: str = "32-true",
         compile: bool = False,
         num_nodes: int = 1,
+        threads: int | None = None,
     ) -> None:
         require(precision in PRECISIONS + _ALIASES, "backend.precision", precision,
                 f"must be one of {', '.join(PRECISIONS)}")
+        require(isinstance(num_nodes, int) and num_nodes >= 1, "backend.num_nodes", num_nodes, "must be an integer >= 1")
+        require(threads is None or (isinstance(threads, int) and threads >= 1), "backend.threads", threads,
+                "must be null or an integer >= 1")
         self.accelerator = accelerator
         self.devices = devices
         self.strategy = strategy
         self.precision = precision
         self.compile = compile
         self.num_nodes = num_nodes
+        self.threads = threads
+
+    @property
+    def world_size(self) -> int:
+        """Processes that train one run together (``devices`` x ``num_nodes`` where devices is a count)."""
+        return self.devices * self.num_nodes if isinstance(self.devices, int) else self.num_nodes
 
     def resolve(self) -> "Backend":
         """The concrete backend to use on this machine (``auto`` picks one); raises if unusable."""
@@ -66,4 +80,5 @@ class Backend:
 
     def describe(self) -> str:
         extra = ", compiled" if self.compile else ""
-        return f"{self.name} ({self.accelerator} x{self.devices}, {self.precision}{extra})"
+        nodes = f" x{self.num_nodes} nodes" if self.num_nodes > 1 else ""
+        return f"{self.name} ({self.accelerator} x{self.devices}{nodes}, {self.precision}{extra})"

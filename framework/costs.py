@@ -6,7 +6,7 @@ import functools
 import inspect
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -54,11 +54,18 @@ class AutogradCounter:
     curvature product (one, or one per row of ``is_grads_batched``). Any other call is a backward pass,
     graph-keeping when made with ``create_graph=True``. ``on_backward(create_graph)`` and
     ``on_products(count)`` receive the counts.
+
+    ``combine``, where given, replaces every result with respect to the parameters (the returned gradients
+    of ``grad``, the ``p.grad`` a ``backward`` changed) before the caller sees it: a data-parallel run makes
+    them global there (:class:`~framework.distributed.DataParallel`).
     """
 
     def __init__(self, parameters: list[torch.Tensor], on_backward: Callable[[bool], None],
-                 on_products: Callable[[int], None]) -> None:
+                 on_products: Callable[[int], None],
+                 combine: Callable[[Sequence[torch.Tensor]], list[torch.Tensor]] | None = None) -> None:
         self._parameters = parameters
+        self._parameter_ids = {id(p) for p in parameters}
+        self._combine = combine
         self._on_backward, self._on_products = on_backward, on_products
         self._gradient_nodes: set[Any] = set()  # grad_fns of the differentiable gradients made so far
         self._token: Any = None
@@ -76,6 +83,8 @@ class AutogradCounter:
         options = arguments.arguments
         products = self._differentiates_a_gradient(options["outputs"])
         result = original(*arguments.args, **arguments.kwargs)
+        if self._combine is not None:
+            result = self._combined(options["inputs"], result)
         rows = _rows(options.get("grad_outputs")) if options.get("is_grads_batched") else 1
         self._count(products, bool(options.get("create_graph")), rows)
         if options.get("create_graph"):
@@ -86,11 +95,27 @@ class AutogradCounter:
         """``torch.autograd.backward`` (and so ``Tensor.backward``), counted."""
         options = arguments.arguments
         products = self._differentiates_a_gradient(options["tensors"])
+        before = None if self._combine is None else [(p.grad, None if p.grad is None else p.grad._version)
+                                                     for p in self._parameters]
         result = original(*arguments.args, **arguments.kwargs)
+        if self._combine is not None and before is not None:
+            changed = [p for p, (grad, version) in zip(self._parameters, before)
+                       if p.grad is not None and (p.grad is not grad or p.grad._version != version)]
+            for p, combined in zip(changed, self._combine([p.grad for p in changed])):
+                p.grad = combined
         self._count(products, bool(options.get("create_graph")), 1)
         if options.get("create_graph"):
             self._remember([p.grad for p in self._parameters])
         return result
+
+    def _combined(self, inputs: Any, result: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``result`` with its gradients with respect to parameters combined."""
+        inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        chosen = [i for i, (x, g) in enumerate(zip(inputs, result)) if id(x) in self._parameter_ids and g is not None]
+        values = list(result)
+        for i, combined in zip(chosen, self._combine([values[i] for i in chosen])):  # type: ignore[misc]
+            values[i] = combined
+        return tuple(values)
 
     def _count(self, products: bool, create_graph: bool, count: int) -> None:
         if products:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from framework.distributed.shard import draw_for_rows
 from framework.errors import check_count, require
 
 Likelihood = Literal["categorical", "bernoulli", "gaussian", "none"]
@@ -40,22 +41,26 @@ def sampled_loss(outputs: Tensor, likelihood: Likelihood) -> Tensor:
     """Loss of ``outputs`` against targets drawn from the model's predictive distribution.
 
     The targets are sampled without gradient; the loss is the mean negative log-likelihood, so its
-    gradient is the Gauss-Newton-Bartlett sample that SophiaG squares.
+    gradient is the Gauss-Newton-Bartlett sample that SophiaG squares. The random numbers are those a
+    single process draws for the whole batch, also when this process holds a slice of it
+    (:func:`~framework.distributed.draw_for_rows`); categorical targets are drawn exactly as
+    ``torch.distributions.Categorical(logits).sample()`` draws them (``argmax(p / q)``, ``q ~ Exp(1)``).
     """
     if likelihood == "categorical":
         logits = at_least_float32(outputs.reshape(-1, outputs.shape[-1]))
         with torch.no_grad():
-            targets = torch.distributions.Categorical(logits=logits).sample()
+            probs = torch.distributions.Categorical(logits=logits).probs
+            targets = (probs / draw_for_rows(Tensor.exponential_, probs)).argmax(-1)
         return F.cross_entropy(logits, targets)
     if likelihood == "bernoulli":
         logits = at_least_float32(outputs)
         with torch.no_grad():
-            targets = torch.bernoulli(torch.sigmoid(logits))
+            targets = (draw_for_rows(Tensor.uniform_, logits) < torch.sigmoid(logits)).to(logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, targets)
     if likelihood == "gaussian":
         predictions = at_least_float32(outputs)
         with torch.no_grad():
-            targets = predictions + torch.randn_like(predictions)
+            targets = predictions + draw_for_rows(Tensor.normal_, predictions)
         return 0.5 * ((predictions - targets) ** 2).sum(-1).mean()
     raise ValueError(f"unknown likelihood {likelihood!r}")
 

@@ -28,6 +28,7 @@ from framework.backend import Backend
 from framework.checkpoints import AtomicCheckpointIO, Checkpointing, ResumePoint, RunCSVLogger, step_stream
 from framework.checkpoints.stream import batches_per_epoch, own_generators
 from framework.configs import refuse_ambiguous
+from framework.distributed import DataParallel, external_rank, local_processes
 from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
 from framework.lifecycle.signals import StopSignals
@@ -49,6 +50,8 @@ for _pattern in (".*does not have many workers.*", ".*is smaller than the loggin
                  ".*resuming from a checkpoint that ended before the epoch ended.*",
                  # on a machine with SLURM installed: a local run is meant to be local
                  ".*The `srun` command is available on your system but is not used.*",
+                 # every process of a data-parallel run validates on the whole validation set
+                 ".*when logging on epoch level in distributed setting.*",
                  # AdaHessian breaks this cycle itself by detaching p.grad after the HVP
                  ".*backward\\(\\) with create_graph=True will create a reference cycle.*"):
     warnings.filterwarnings("ignore", message=_pattern)
@@ -110,11 +113,14 @@ def check_run_settings(cfg: DictConfig) -> None:
         check_positive("checkpoint.every_n_minutes", checkpoint.every_n_minutes)
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None) -> list[Logger]:
-    """The per-step CSV in the run directory, plus the configured logger (W&B by default).
+def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None, rank: int = 0) -> list[Logger]:
+    """The per-step CSV in the run directory, plus the configured logger (W&B by default); none in the
+    other processes of a data-parallel run (rank 0 writes the run's files).
 
     A resumed run continues the CSV from its checkpoint's position and the same W&B run (offline too).
     """
+    if rank:
+        return []
     loggers: list[Logger] = [RunCSVLogger(run_dir, resume.metrics if resume else None)]
     if cfg.get("logger") and cfg.logger.get("_target_"):
         same_run = {"id": resume.wandb_id, "resume": "allow"} if resume and resume.wandb_id else {}
@@ -132,15 +138,19 @@ def _schedule(cfg: DictConfig, solver: Solver) -> Schedule:
     return schedule
 
 
-def _train_batches(problem: Problem, cfg: DictConfig, start: int) -> Iterable[Any]:
-    """The problem's training loader as an endless stream from batch ``start``; refuses an empty epoch."""
+def _train_batches(problem: Problem, cfg: DictConfig, start: int, rank: int, world: int) -> Iterable[Any]:
+    """The problem's training loader as an endless stream from batch ``start`` (this process's slice of
+    each batch); refuses an empty epoch, and a batch with fewer items than processes."""
     loader = problem.train_loader(cfg.seed)
     if batches_per_epoch(loader) == 0:
         dataset = getattr(loader, "dataset", None)
         size = f" ({len(dataset)} items)" if hasattr(dataset, "__len__") else ""
         raise ConfigError("model.batch_size", problem.batch_size,
                           f"is larger than the training set{size}: not one full batch")
-    return step_stream(loader, start, cfg.seed)
+    if world > 1 and problem.items_per_batch() < world:
+        raise ConfigError("model.batch_size", problem.batch_size, f"gives {problem.items_per_batch()} items per "
+                          f"batch, fewer than the {world} processes of backend.devices x backend.num_nodes")
+    return step_stream(loader, start, cfg.seed, rank, world)
 
 
 @dataclass
@@ -183,23 +193,31 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     if solver.needs_likelihood and problem.likelihood == "none":
         raise ConfigError("optimizer", type(solver).__name__, f"needs a predictive distribution (likelihood) "
                           f"for its curvature, which model={_choices(cfg).get('model', type(problem).__name__)} does not have")
+    if backend.shards_parameters and not solver.runs_sharded:
+        raise ConfigError("optimizer", _choices(cfg).get("optimizer", type(solver).__name__),
+                          f"needs whole parameters (or second derivatives) and cannot run on backend="
+                          f"{_choices(cfg).get('backend', backend.name)}, which shards them: use backend=ddp")
     schedule = _schedule(cfg, solver)
-    train_batches = _train_batches(problem, cfg, resume.batches if resume else 0)
+    world, rank = backend.world_size, external_rank() or 0
+    train_batches = _train_batches(problem, cfg, resume.batches if resume else 0, rank, world)
     problem.model = backend.prepare(problem.model)
-    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule)
+    parallel = DataParallel(world, reduce_gradients=not backend.shards_parameters) if world > 1 else None
+    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule, parallel=parallel)
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target, cfg.get("stop_at_target", False))
-    loggers = build_loggers(cfg, run_dir, resume)
+    loggers = build_loggers(cfg, run_dir, resume, rank)
     stop = StopSignals()
     callbacks: list[pl.Callback] = [history, stop]
     checkpointing = None
     if cfg.checkpoint.enabled:
-        checkpointing = Checkpointing(run_dir, OmegaConf.to_container(cfg, resolve=True), stop, loggers[0], history,
+        checkpointing = Checkpointing(run_dir, OmegaConf.to_container(cfg, resolve=True), stop,
+                                      loggers[0] if loggers else None, history,
                                       every_n_steps=cfg.checkpoint.every_n_steps,
                                       every_n_minutes=cfg.checkpoint.every_n_minutes,
                                       save_best=cfg.checkpoint.save_best, resume=resume)
         callbacks.append(checkpointing)
     pruning = None
-    if cfg.get("tuning") and cfg.tuning.get("pruner"):  # a tuning trial: report validations, maybe stop early
+    # a tuning trial: report validations, maybe stop early (rank 0 decides; the task tells the others)
+    if cfg.get("tuning") and cfg.tuning.get("pruner") and rank == 0:
         from framework.studies.pruning import TrialPruning
 
         pruning = TrialPruning(cfg.tuning.journal, cfg.tuning.study, cfg.tuning.trial_id, cfg.tuning.pruner,
@@ -211,6 +229,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
         "num_sanity_val_steps": 0,
         "enable_checkpointing": False,  # ours: framework.checkpoints
         "default_root_dir": str(run_dir),
+        "use_distributed_sampler": False,  # ours: each process takes its slice of the global batch
         **backend.trainer_kwargs(),
         **OmegaConf.to_container(cfg.trainer, resolve=True),
     }
@@ -237,10 +256,12 @@ def execute(r: Run) -> dict[str, Any]:
     loss or parameter ends it at once (``diverged``); other errors are recorded (``failed``) and raised.
     """
     resolved = OmegaConf.to_container(r.cfg, resolve=True)
+    writes = r.trainer.is_global_zero  # the one process of a data-parallel run that writes its files
     if r.resume is None:
         for logger in r.loggers:
             logger.log_hyperparams(resolved)
-    warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps, _choices(r.cfg).get("model", ""))
+    if writes:
+        warn_if_slow(r.problem, r.backend, r.cfg.trainer.max_steps, _choices(r.cfg).get("model", ""))
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     status, error, divergence = FAILED, None, None
@@ -273,7 +294,8 @@ def execute(r: Run) -> dict[str, Any]:
         r.stop.restore()
         summary = _summary(r, resolved, status, error, divergence, started, clock)
         finish_loggers(r.loggers, summary)
-        write_summary(r.run_dir, summary)
+        if writes:
+            write_summary(r.run_dir, summary)
     if status == INTERRUPTED:
         r.stop.hand_on()  # a job scheduler's own handler (submitit requeues the job from here)
     return summary
@@ -308,6 +330,7 @@ def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence:
         "wall_clock_s": {"train": r.history.seconds(), "total": time.perf_counter() - clock},
         "started_at": started.isoformat(),
         "backend": r.backend.describe(),
+        "world_size": r.trainer.world_size,
         "seed": r.cfg.seed,
         "versions": {
             "optbench": framework.__version__,
@@ -353,7 +376,15 @@ def prepare_resume(run_dir: Path) -> Run:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Prepare and execute a run; return its summary. With ``resume`` set, continue that run instead
-    (in its own directory, with its stored config)."""
-    if cfg.get("resume"):
-        return execute(prepare_resume(Path(str(cfg.resume))))
-    return execute(prepare(cfg, run_dir))
+    (in its own directory, with its stored config). A backend of several processes on this machine gets
+    its other processes started here (:func:`~framework.distributed.local_processes`)."""
+    resume = ResumePoint.read(Path(str(cfg.resume))) if cfg.get("resume") else None
+    settings = OmegaConf.create(resume.config) if resume else cfg
+    refuse_ambiguous(settings)
+    backend: Backend = build(settings.backend, "backend")
+    config = OmegaConf.to_container(cfg, resolve=True) if backend.world_size > 1 else {}
+    with local_processes(backend.world_size, backend.num_nodes, config, resume.run_dir if resume else run_dir,
+                         backend.threads):
+        if resume:
+            return execute(prepare(settings, resume.run_dir, resume))
+        return execute(prepare(cfg, run_dir))

@@ -18,14 +18,15 @@ import torch
 from torch import Tensor, nn
 
 from framework.costs import AutogradCounter, Costs
+from framework.distributed.shard import holding
 from framework.errors import ConfigError, check_nonnegative
+from framework.problem import Forward
 
 #: the key of a solver's YAML that holds its default tuning search space (keys relative to ``optimizer.``,
 #: values in Hydra's sweep syntax); the tuner reads it, the solver's constructor never sees it
 SEARCH_SPACE = "search_space"
 
 if TYPE_CHECKING:
-    from framework.problem import Forward
     from framework.task import TrainingTask
 
 
@@ -37,6 +38,7 @@ class StepContext:
         self.batch = batch
         self.step = step
         self.costs = Costs()
+        self.parallel = task.parallel
         self.grad_norm: Tensor | None = None
         self._flops_per_item = task.flops_per_item
         self._items_counted = False
@@ -54,14 +56,20 @@ class StepContext:
     def parameters(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def forward(self, on_data: bool = True) -> "Forward":
-        """A counted forward; the batch's items count once per step, and only for data targets."""
+    def forward(self, on_data: bool = True) -> Forward:
+        """A counted forward; the batch's items count once per step, and only for data targets. In a
+        data-parallel run the loss has the global batch's value (its graph is this process's slice's), the
+        outputs and ``items`` are this process's."""
         self._in_forward = True
         try:
             out = self.task.problem.forward(self.model, self.batch)
         finally:
             self._in_forward = False
-        self._count_forward(out.items, on_data)
+        items = out.items
+        if self.parallel is not None:  # the loss and the items of the whole batch, over all processes
+            loss, items = self.parallel.forward(out.loss, out.items)
+            out = Forward(loss=loss, outputs=out.outputs, items=out.items)
+        self._count_forward(items, on_data)
         return out
 
     def _count_forward(self, items: int, on_data: bool) -> None:
@@ -88,8 +96,9 @@ class StepContext:
         FLOPs, whoever makes them. A backward is 2/3 of a forward+backward of the last forward's items, a
         curvature product (HVP, GGN product) about one more forward+backward."""
         handle = self.model.register_forward_hook(self._count_model_call)
+        combine = self.parallel.reduce if self.parallel is not None and self.parallel.reduce_gradients else None
         try:
-            with AutogradCounter(self.parameters(), self._count_backward, self._count_products):
+            with holding(), AutogradCounter(self.parameters(), self._count_backward, self._count_products, combine):
                 yield
         finally:
             handle.remove()
@@ -139,12 +148,12 @@ class StepContext:
 
         This is the Gauss-Newton-Bartlett pass of SophiaG: its squared gradient estimates the diagonal of
         the Gauss-Newton matrix. Returns the global number of samples or tokens behind that gradient
-        (all ranks), which is the batch-size scale the estimator needs.
+        (all processes), which is the batch-size scale the estimator needs.
         """
         out = self.forward(on_data=False)
         self.backward(self.task.problem.sampled_loss(out))
         self.costs.curvature += 1
-        return out.items * self.world_size
+        return self._last_items
 
     def hvp(self, grads: list[Tensor], vectors: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
         """Hessian-vector products ``H v`` from gradients built with ``create_graph=True``."""
@@ -265,6 +274,9 @@ class Solver(ABC):
     #: a solver that sets its own learning rate over time (schedule-free methods): the loop's ``schedule``
     #: must stay ``constant`` (its own warmup is a solver setting)
     schedules_itself: bool = False
+    #: whether the update works on any piece of a parameter from plain gradients (elementwise methods), so
+    #: that backends which shard parameters over processes (FSDP) can run it; every solver runs under DDP
+    runs_sharded: bool = False
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = check_nonnegative("optimizer.lr", lr)

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from framework.costs import Costs
+from framework.distributed import DataParallel
 from framework.errors import ConfigError
 from framework.lifecycle.status import Diverged
 from framework.problem import Problem
@@ -26,7 +27,7 @@ class TrainingTask(pl.LightningModule):
     """
 
     def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None,
-                 schedule: Schedule | None = None) -> None:
+                 schedule: Schedule | None = None, parallel: DataParallel | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.problem = problem
@@ -34,6 +35,8 @@ class TrainingTask(pl.LightningModule):
         self.solver = solver
         self.grad_clip = grad_clip
         self.schedule = schedule
+        #: this process's part in a data-parallel run (None: the only process)
+        self.parallel = parallel
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
         #: training batches consumed so far: the data position a resumed run starts from
@@ -47,7 +50,10 @@ class TrainingTask(pl.LightningModule):
                                                          "interval": "step"}}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
-        """A stop asked for before this step (a signal, a reached target) skips it: -1 ends the loop here."""
+        """A stop asked for before this step (a signal, a reached target, a pruner) skips it: -1 ends the loop
+        here; in every process of a data-parallel run when asked in any."""
+        if self.parallel is not None:
+            (self.trainer.should_stop,) = self.parallel.any(self.trainer.should_stop)
         return -1 if self.trainer.should_stop else None
 
     def training_step(self, batch: Any, batch_idx: int) -> None:

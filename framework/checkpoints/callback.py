@@ -36,7 +36,7 @@ class Checkpointing(pl.Callback):
     restore, Lightning counts that step's validation as done, which it is.
     """
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], stop: StopSignals, metrics_log: RunCSVLogger,
+    def __init__(self, run_dir: Path, config: dict[str, Any], stop: StopSignals, metrics_log: RunCSVLogger | None,
                  history: MetricHistory, every_n_steps: int | None = None, every_n_minutes: float | None = None,
                  save_best: bool = False, resume: ResumePoint | None = None) -> None:
         self.directory = checkpoint_dir(run_dir)
@@ -61,11 +61,15 @@ class Checkpointing(pl.Callback):
             restore_rng(self._pending.rng)  # after Lightning's restart bookkeeping, which may draw
             self._pending = None
         step = trainer.global_step
-        if self.stop.requested:
+        stop, due = self.stop.requested, step not in (0, self._saved_step) and self._due(step)
+        parallel = getattr(pl_module, "parallel", None)
+        if parallel is not None:  # every process saves (a collective) and stops at the same step
+            stop, due = parallel.any(stop, due)
+        if stop:
             if step > 0:
                 self._save_between_steps(trainer)
             trainer.should_stop = True  # the task skips the step
-        elif step not in (0, self._saved_step) and self._due(step):
+        elif due:
             self._save_between_steps(trainer)
 
     def _due(self, step: int) -> bool:
@@ -101,7 +105,7 @@ class Checkpointing(pl.Callback):
             "format": FORMAT,
             "config": self.config,
             "rng": capture_rng(),
-            "metrics": self.metrics_log.position(),
+            "metrics": self.metrics_log.position() if self.metrics_log is not None else None,
             "wandb_id": wandb.version if wandb is not None else None,
             "resumes": self.resumes,
         }

@@ -15,6 +15,8 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler
 
+from framework.distributed.shard import RankSlices, SlicedCollate
+
 
 class EmptyEpochError(ValueError):
     """The loader yields no batch at all (a batch larger than the data set, with ``drop_last``)."""
@@ -51,14 +53,17 @@ def _own_generator(sampler: Any, seed: int) -> None:
         inner.generator = torch.Generator().manual_seed(seed)
 
 
-def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0) -> Iterable[Any]:
-    """The batches of ``loader``'s epochs, end to end and without end, beginning at batch ``start``.
+def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0, rank: int = 0, world: int = 1) -> Iterable[Any]:
+    """The batches of ``loader``'s epochs, end to end and without end, beginning at batch ``start``; with
+    ``world`` processes, process ``rank``'s contiguous slice of each (:mod:`framework.distributed.shard`).
 
     A map-style :class:`DataLoader` becomes a DataLoader over the same data set, collate function and
-    workers whose batch sampler chains the original one's epochs; anything else is replayed batch by batch.
+    workers whose batch sampler chains the original one's epochs (and cuts its index batches, so a process
+    loads its own items only); anything else is replayed batch by batch and cut after collation.
     """
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-        return _EndlessEpochs(loader, start)
+        endless = _EndlessEpochs(loader, start)
+        return endless if world == 1 else RankSlices(endless, rank, world, indices=False)
     workers = {"num_workers": loader.num_workers, "worker_init_fn": loader.worker_init_fn,
                "pin_memory": loader.pin_memory, "timeout": loader.timeout}
     if loader.num_workers:
@@ -67,11 +72,15 @@ def step_stream(loader: Iterable[Any], start: int = 0, seed: int = 0) -> Iterabl
     private = torch.Generator().manual_seed(seed)
     if loader.batch_sampler is not None:
         _own_generator(loader.batch_sampler, seed)
-        return DataLoader(loader.dataset, batch_sampler=_EndlessEpochs(loader.batch_sampler, start),
-                          collate_fn=loader.collate_fn, generator=private, **workers)
-    _own_generator(loader.sampler, seed)
+        batches: Iterable[Any] = _EndlessEpochs(loader.batch_sampler, start)
+        if world > 1:
+            batches = RankSlices(batches, rank, world, indices=True)
+        return DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn, generator=private,
+                          **workers)
+    _own_generator(loader.sampler, seed)  # each item is a whole batch: cut after collation
+    collate = loader.collate_fn if world == 1 else SlicedCollate(loader.collate_fn, rank, world)
     return DataLoader(loader.dataset, sampler=_EndlessEpochs(loader.sampler, start), batch_size=None,
-                      collate_fn=loader.collate_fn, generator=private, **workers)
+                      collate_fn=collate, generator=private, **workers)
 
 
 def own_generators(loader: Iterable[Any], seed: int = 0) -> Iterable[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from framework.backend import Backend
-from framework.errors import require
 
 
 class CPUBackend(Backend):
@@ -12,10 +11,7 @@ class CPUBackend(Backend):
     name = "cpu"
 
     def __init__(self, precision: str = "32-true", compile: bool = False, threads: int | None = None) -> None:
-        super().__init__(accelerator="cpu", devices=1, precision=precision, compile=compile)
-        require(threads is None or (isinstance(threads, int) and threads >= 1), "backend.threads", threads,
-                "must be null or an integer >= 1")
-        self.threads = threads
+        super().__init__(accelerator="cpu", devices=1, precision=precision, compile=compile, threads=threads)
 
     def resolve(self) -> Backend:
         if self.threads:

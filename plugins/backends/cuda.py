@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from framework.backend import Backend
-from framework.errors import ConfigError
+from framework.errors import ConfigError, require
 
 
 class CUDABackend(Backend):
@@ -12,6 +12,8 @@ class CUDABackend(Backend):
     name = "cuda"
 
     def __init__(self, precision: str = "bf16-mixed", compile: bool = False, devices: int = 1) -> None:
+        require(devices == 1, "backend.devices", devices, "must be 1: several GPUs train one run with "
+                "backend=ddp backend.accelerator=gpu (or backend=fsdp)")
         super().__init__(accelerator="gpu", devices=devices, precision=precision, compile=compile)
 
     def resolve(self) -> Backend:

@@ -13,6 +13,8 @@ from framework.solver import Solver
 class AdamW(Solver):
     """AdamW with decoupled weight decay on matrices only; ``fused`` picks the fused CUDA kernel."""
 
+    runs_sharded = True
+
     def __init__(
         self,
         *, lr: float,

@@ -48,6 +48,8 @@ class LionOptimizer(torch.optim.Optimizer):
 class Lion(Solver):
     """Lion; the paper advises a learning rate 3-10x smaller and a weight decay 3-10x larger than AdamW's."""
 
+    runs_sharded = True
+
     def __init__(self, *, lr: float, betas: tuple[float, float], weight_decay: float) -> None:
         super().__init__(lr, weight_decay)
         self.betas = check_betas("optimizer.betas", betas)

@@ -24,6 +24,7 @@ class ScheduleFreeAdamW(Solver):
     """``schedulefree.AdamWScheduleFree`` with the loop's train/eval switch; it needs no schedule and takes
     none (its warmup is ``optimizer.warmup_steps``)."""
 
+    runs_sharded = True
     schedules_itself = True
 
     def __init__(self, *, lr: float, betas: tuple[float, float], eps: float,

@@ -13,6 +13,8 @@ from framework.solver import Solver
 class SGD(Solver):
     """SGD; weight decay is coupled (added to the gradient) and skips biases and norms."""
 
+    runs_sharded = True
+
     def __init__(self, *, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> None:
         super().__init__(lr, weight_decay)
         self.momentum = check_unit_interval("optimizer.momentum", momentum)

@@ -91,6 +91,7 @@ class SophiaGOptimizer(torch.optim.Optimizer):
 class SophiaG(Solver):
     """SophiaG with the Gauss-Newton-Bartlett estimator every ``k`` steps (``k`` = the paper's k)."""
 
+    runs_sharded = True
     needs_likelihood = True
 
     def __init__(
