@@ -51,9 +51,7 @@ class TrainingTask(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
         """A stop asked for before this step (a signal, a reached target, a pruner) skips it: -1 ends the loop
-        here; in every process of a data-parallel run when asked in any."""
-        if self.parallel is not None:
-            (self.trainer.should_stop,) = self.parallel.any(self.trainer.should_stop)
+        here (in every process of a data-parallel run alike: :class:`~framework.lifecycle.signals.StopSignals`)."""
         return -1 if self.trainer.should_stop else None
 
     def training_step(self, batch: Any, batch_idx: int) -> None:

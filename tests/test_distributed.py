@@ -84,3 +84,57 @@ def test_summary_is_written_once(tmp_path):
     assert summary["backend"].startswith("ddp (cpu x2")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "hparams.yaml", "metrics.csv",
                                                                         "summary.json"]
+
+
+def test_a_signal_to_rank_0_stops_both_processes_and_the_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, run_cli
+
+    args = ["optimizer=sophia", "optimizer.k=3", *MLP, "model.width=8", "backend=ddp", "backend.precision=64-true",
+            "trainer.max_steps=400", "trainer.val_check_interval=50", "checkpoint.every_n_minutes=null",
+            "logger=local", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    out = tmp_path / "resumed"
+    child = subprocess.Popen([sys.executable, "run.py", *args, f"hydra.run.dir={out}"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (out / "metrics.csv").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        child.send_signal(signal.SIGTERM)  # to rank 0 only: the other process stops at the same step
+        output, _ = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 75, output[-3000:]
+    stopped = json.loads((out / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and 0 < stopped["steps"] < 400
+    assert stopped["stopped"]["by"] == "SIGTERM"
+    done = run_cli("run.py", f"resume={out}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = run_cli("run.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    resumed, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (out, tmp_path / "whole"))
+    assert resumed["resumes"][0]["from_step"] == stopped["steps"]
+    assert resumed["costs"] == uninterrupted["costs"] and resumed["items"] == uninterrupted["items"]
+    one, two = _weights(out), _weights(tmp_path / "whole")
+    assert all(torch.equal(one[name], two[name]) for name in one)  # same world size: bitwise
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "whole" / "metrics.csv").read_bytes()
+
+
+def test_a_multirun_of_data_parallel_members_runs_each_on_two_processes(tmp_path):
+    from conftest import run_cli
+
+    done = run_cli("run.py", "-m", "optimizer=adamw,psgd", "model=logreg", "backend=ddp", "trainer.max_steps=10",
+                   "logger=local", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summaries = sorted(tmp_path.rglob("summary.json"))
+    assert [p.parent.name for p in summaries] == ["0_adamw_logreg", "1_psgd_logreg"]
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        assert summary["status"] == "completed" and summary["world_size"] == 2
+        assert summary["items"]["count"] == 10 * 64

@@ -95,3 +95,21 @@ def test_tuning_trials_run_as_slurm_jobs_sharing_one_journal(tmp_path):
     assert len({log.parent.name.split("_")[0] for log in job_logs}) == 3
     for trial in study["trials"]:
         assert _summary(tmp_path / trial["run_dir"])["metric"]["final"] == trial["value"]
+
+
+def test_two_task_ddp_member_writes_one_summary_equal_to_the_single_process_run(tmp_path):
+    run = ["optimizer=sophia", "optimizer.k=2", "model=logreg", "trainer.max_steps=30", "backend.precision=64-true"]
+    done = run_cli("run.py", "-m", "hydra/launcher=slurm", *run, *QUICK, "backend=ddp", "backend.devices=2",
+                   "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = run_cli("run.py", *run, *QUICK[:4], f"hydra.run.dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    member = tmp_path / "sweep" / "0_sophia_logreg"
+    assert sorted((tmp_path / "sweep").rglob("summary.json")) == [member / "summary.json"]
+    ddp, one = _summary(member), _summary(tmp_path / "single")
+    assert ddp["status"] == "completed" and ddp["world_size"] == 2 and ddp["backend"].startswith("ddp (cpu x2")
+    assert ddp["items"] == one["items"] and ddp["costs"] == one["costs"]
+    assert abs(ddp["metric"]["final"] - one["metric"]["final"]) < 1e-10
+    # both SLURM tasks ran the member: rank 0 wrote, rank 1 only trained
+    logs = sorted((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2 and sum("completed: val/loss" in log.read_text() for log in logs) == 1

@@ -61,11 +61,11 @@ class Checkpointing(pl.Callback):
             restore_rng(self._pending.rng)  # after Lightning's restart bookkeeping, which may draw
             self._pending = None
         step = trainer.global_step
-        stop, due = self.stop.requested, step not in (0, self._saved_step) and self._due(step)
+        due = step not in (0, self._saved_step) and self._due(step)
         parallel = getattr(pl_module, "parallel", None)
-        if parallel is not None:  # every process saves (a collective) and stops at the same step
-            stop, due = parallel.any(stop, due)
-        if stop:
+        if parallel is not None and self.every_n_minutes:  # clocks differ: every process saves (a collective)
+            (due,) = parallel.any(due)
+        if self.stop.requested:  # in any process (StopSignals, the callback before this one)
             if step > 0:
                 self._save_between_steps(trainer)
             trainer.should_stop = True  # the task skips the step

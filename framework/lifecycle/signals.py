@@ -67,3 +67,15 @@ class StopSignals(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.install()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        """In a data-parallel run, a signal to any process, or a stop decided by one (a tuning pruner on
+        rank 0), stops them all before the same step."""
+        parallel = getattr(pl_module, "parallel", None)
+        if parallel is None:
+            return
+        signalled, stop = parallel.any(self.requested, trainer.should_stop)
+        if signalled and not self.requested:
+            self.received = "another process's signal"
+        trainer.should_stop = stop
