@@ -28,6 +28,16 @@ def _status(row: Any) -> str:
     return "ok"
 
 
+def _runs_on(rows: list[Any]) -> dict[int, list[str] | None]:
+    """For each working solver row (by id), the backends it runs on (None: its source does not say)."""
+    from framework.authoring.capabilities import runs_on
+
+    backends = {row.qualified if row.clashes else row.name: row.entry.target
+                for row in rows if row.group == "backend" and row.ok and row.entry}
+    return {id(row): runs_on(row.entry.target, bool(row.entry.config.get("_partial_")), backends)
+            for row in rows if row.group == "optimizer" and row.ok and row.entry}
+
+
 def list_plugins(strict: bool = False, as_json: bool = False, check: bool = False) -> int:
     """Print solvers, problems and backends with package, status and settings; 1 if any is broken, two
     packages provide the same name (each is then selected by its qualified name), or, with ``check``, an
@@ -46,11 +56,12 @@ def list_plugins(strict: bool = False, as_json: bool = False, check: bool = Fals
             if problem:
                 row.status = f"check failed: {problem}"
     trouble = int(any(_status(row) != "ok" for row in rows))  # broken, clashing or failing a check
+    backends = _runs_on(rows)
     if as_json:
         print(json.dumps([
             {"group": r.group, "name": r.name, "qualified": r.qualified, "package": r.package, "plugin": r.plugin,
              "status": _status(r), "clashes": r.clashes, "target": r.entry.target if r.entry else None,
-             "settings": r.entry.settings if r.entry else None}
+             "settings": r.entry.settings if r.entry else None, "runs_on": backends.get(id(r))}
             for r in rows
         ], indent=2, default=str))
         return trouble
@@ -69,6 +80,9 @@ def list_plugins(strict: bool = False, as_json: bool = False, check: bool = Fals
         settings = _settings(row.entry.settings) if row.entry else ""
         if row.entry and row.entry.description:
             settings += f"\n[dim]{row.entry.description}[/]"
+        if row.group == "optimizer" and row.ok:
+            runs = backends.get(id(row))
+            settings += f"\n[cyan]backends: {', '.join(runs) if runs is not None else 'see optbench list --check'}[/]"
         table.add_row(labels.get(row.group, row.group), f"[bold]{row.name}[/]", row.package, status, settings)
     Console(soft_wrap=False).print(table)
     return trouble

@@ -186,17 +186,18 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     solver = build(_without(cfg.optimizer, SEARCH_SPACE), "optimizer")
     if not isinstance(solver, Solver):
         solver = FactorySolver(solver)
-    backend: Backend = build(cfg.backend, "backend").resolve()
+    backend: Backend = build(cfg.backend, "backend")
+    if backend.shards_parameters and not solver.runs_sharded:
+        raise ConfigError("optimizer", _choices(cfg).get("optimizer", type(solver).__name__),
+                          f"needs whole parameters (or second derivatives) and cannot run on backend="
+                          f"{_choices(cfg).get('backend', backend.name)}, which shards them: use backend=ddp")
+    backend = backend.resolve()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     problem: Problem = build(cfg.model, "model")
     problem.check_target()
     if solver.needs_likelihood and problem.likelihood == "none":
         raise ConfigError("optimizer", type(solver).__name__, f"needs a predictive distribution (likelihood) "
                           f"for its curvature, which model={_choices(cfg).get('model', type(problem).__name__)} does not have")
-    if backend.shards_parameters and not solver.runs_sharded:
-        raise ConfigError("optimizer", _choices(cfg).get("optimizer", type(solver).__name__),
-                          f"needs whole parameters (or second derivatives) and cannot run on backend="
-                          f"{_choices(cfg).get('backend', backend.name)}, which shards them: use backend=ddp")
     schedule = _schedule(cfg, solver)
     world, rank = backend.world_size, external_rank() or 0
     train_batches = _train_batches(problem, cfg, resume.batches if resume else 0, rank, world)

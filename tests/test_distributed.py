@@ -87,7 +87,6 @@ def test_summary_is_written_once(tmp_path):
 
 
 def test_a_signal_to_rank_0_stops_both_processes_and_the_resumed_run_equals_the_uninterrupted_one(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
@@ -138,3 +137,56 @@ def test_a_multirun_of_data_parallel_members_runs_each_on_two_processes(tmp_path
         summary = json.loads(path.read_text())
         assert summary["status"] == "completed" and summary["world_size"] == 2
         assert summary["items"]["count"] == 10 * 64
+
+
+@pytest.mark.parametrize("args, line", [
+    (["backend=fsdp", "optimizer=shampoo"], "error: optimizer='shampoo': needs whole parameters (or second derivatives) "
+     "and cannot run on backend=fsdp, which shards them: use backend=ddp"),
+    (["backend=fsdp", "optimizer=adamw"], "error: backend='fsdp': needs 2 CUDA devices per node, 0 visible here "
+     "(Lightning's FSDP strategy runs on GPUs only); backend=ddp runs on CPUs"),
+    (["backend=ddp", "backend.devices=0"], "error: backend.devices=0: must be an integer >= 1"),
+    (["backend=cuda", "backend.devices=2"], "error: backend.devices=2: must be 1: several GPUs train one run with "
+     "backend=ddp backend.accelerator=gpu (or backend=fsdp)"),
+    (["backend=ddp", "backend.num_nodes=2"], "error: backend.num_nodes=2: needs a launcher that starts the processes "
+     "on every node: hydra/launcher=slurm with hydra.launcher.nodes and tasks_per_node, or torchrun"),
+])
+def test_backends_that_cannot_run_say_so_in_one_line_and_write_nothing(tmp_path, args, line):
+    from conftest import run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("the refusals are those of a machine without CUDA")
+    done = run_cli("run.py", *args, "model=logreg", "logger=local", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "run").exists()
+
+
+def test_list_shows_the_backends_each_solver_runs_on_as_its_class_declares(tmp_path):
+    from hydra.utils import get_object
+
+    from conftest import run_cli
+    from framework.solver import FactorySolver
+
+    done = run_cli("-m", "framework", "list", "--json")
+    rows = {row["name"]: row for row in json.loads(done.stdout) if row["group"] == "optimizer"}
+    for name, row in rows.items():
+        target = get_object(row["target"])
+        torch_optimizer = issubclass(target, torch.optim.Optimizer)  # optimizer=external
+        sharded = FactorySolver.runs_sharded if torch_optimizer else target.runs_sharded
+        assert ("fsdp" in row["runs_on"]) == sharded, name
+        assert {"cpu", "cuda", "ddp", "auto"} <= set(row["runs_on"]), name
+    assert "fsdp" in rows["adamw"]["runs_on"] and "fsdp" not in rows["sophiah"]["runs_on"]
+
+
+@pytest.mark.parametrize("solver", ["sophia", "psgd"])
+def test_token_problem_with_sampled_targets_and_self_differentiation_is_exact(tmp_path, solver):
+    """gpt2-nano: the sampled targets are drawn per token (rows per item = sequence length) and cut by process;
+    PSGD differentiates by itself."""
+    settings = [f"optimizer={solver}", "model=gpt2-nano", "backend.precision=64-true", "trainer.max_steps=6",
+                "trainer.val_check_interval=3", "optimizer.k=2" if solver == "sophia" else "optimizer.update_every=1"]
+    single = train(tmp_path / "single", *settings)
+    ddp = train(tmp_path / "ddp", *settings, "backend=ddp")
+    one, two = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
+    assert max((one[name] - two[name]).abs().max().item() for name in one) < 1e-10
+    assert ddp["items"] == single["items"] == {"unit": "tokens", "count": 6 * 1024}
+    counter = "curvature" if solver == "sophia" else "hvp"
+    assert ddp["costs"][counter] == single["costs"][counter] > 0

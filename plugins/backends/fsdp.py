@@ -35,7 +35,8 @@ class FSDPBackend(Backend):
 
         if torch.cuda.device_count() < self.devices:
             raise ConfigError("backend", "fsdp", f"needs {self.devices} CUDA devices per node, "
-                              f"{torch.cuda.device_count()} visible here: FSDP runs on GPUs only; backend=ddp runs on CPUs")
+                              f"{torch.cuda.device_count()} visible here (Lightning's FSDP strategy runs on GPUs only); "
+                              "backend=ddp runs on CPUs")
         return self
 
     def trainer_kwargs(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class SophiaH(SophiaG):
     """SophiaH; one Hessian-vector product every ``k`` steps."""
 
     needs_likelihood = False  # Hutchinson's estimate needs only the loss
+    runs_sharded = False  # Hessian-vector products differentiate twice, which FSDP's hooks do not reduce
 
     def __init__(self, *, lr: float, betas: tuple[float, float], rho: float,
                  weight_decay: float, k: int, eps: float) -> None:
