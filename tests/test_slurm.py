@@ -99,8 +99,9 @@ def test_tuning_trials_run_as_slurm_jobs_sharing_one_journal(tmp_path):
 
 def test_two_task_ddp_member_writes_one_summary_equal_to_the_single_process_run(tmp_path):
     run = ["optimizer=sophia", "optimizer.k=2", "model=logreg", "trainer.max_steps=30", "backend.precision=64-true"]
+    # the launcher preset asks SLURM for one task per backend device
     done = run_cli("run.py", "-m", "hydra/launcher=slurm", *run, *QUICK, "backend=ddp", "backend.devices=2",
-                   "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 0, done.stderr[-3000:]
     single = run_cli("run.py", *run, *QUICK[:4], f"hydra.run.dir={tmp_path / 'single'}")
     assert single.returncode == 0, single.stderr[-3000:]
