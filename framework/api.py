@@ -6,7 +6,8 @@ Names load on first use (PEP 562), so a plugin's entry-point module that imports
 ``yaml_entries`` keeps ``optbench list`` free of torch. ``API_VERSION`` is this API's version, ``major.minor``:
 a plugin package declares the version it was written against as ``OPTBENCH_API = "1.0"`` in its
 entry-point module, and the registry lists it as broken, with the reason, when this optbench cannot serve
-it (another major version, or a newer minor one). Within a major version, names are only added.
+it (another major version, or a newer minor one). Within a major version, names are only added
+(1.1: ``draw_for_rows``, ``Solver.runs_sharded``, ``Backend.shards_parameters``).
 See docs/plugins.md for the contracts.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -32,6 +33,7 @@ _EXPORTS = {
     "at_least_float32": "framework.problem",
     "sampled_loss": "framework.problem",
     "output_hessian_product": "framework.problem",
+    "draw_for_rows": "framework.distributed.shard",
     # backends
     "Backend": "framework.backend",
     # parameter groups
@@ -64,7 +66,7 @@ _EXPORTS = {
 __all__ = [
     "API_VERSION", "supports",
     "Solver", "StepContext", "PerTensorOptimizer", "rademacher_like", "evaluate_closure", "SEARCH_SPACE",
-    "Problem", "Forward", "at_least_float32", "sampled_loss", "output_hessian_product",
+    "Problem", "Forward", "at_least_float32", "sampled_loss", "output_hessian_product", "draw_for_rows",
     "Backend",
     "trainable", "decay_groups", "hidden_matrices", "matrix_view",
     "ConfigError", "require", "is_number", "check_positive", "check_nonnegative", "check_at_least",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from framework.authoring.conformance import check_backend, check_problem, check_solver
     from framework.backend import Backend
     from framework.costs import Costs
+    from framework.distributed.shard import draw_for_rows
     from framework.entries import ConfigEntry, yaml_entries
     from framework.errors import (ConfigError, check_at_least, check_betas, check_count, check_nonnegative,
                                   check_positive, check_unit_interval, is_number, require)

@@ -76,7 +76,7 @@ def test_listing_shows_third_party_entries_and_broken_plugin(plugin_python):
     broken = rows[("plugin", "broken")]
     assert broken["status"].startswith("broken: ImportError") and "not installed" in broken["status"]
     future = rows[("plugin", "future")]  # written against plugin API 2.0
-    assert future["status"] == "broken: PluginError: optbench-broken: needs plugin API 2.0; this optbench provides 1.0"
+    assert future["status"] == "broken: PluginError: optbench-broken: needs plugin API 2.0; this optbench provides 1.1"
     assert done.returncode == 1  # something is broken, the listing still printed everything
 
 
