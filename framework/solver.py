@@ -186,7 +186,9 @@ class StepContext:
         (logged as ``train/grad_norm``) unless ``record`` is false (an auxiliary gradient's)."""
         max_norm = self.task.grad_clip
         if max_norm:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
+            sharded = getattr(self.task.trainer.strategy.model, "clip_grad_norm_", None)  # FSDP: over all shards
+            norm = sharded(max_norm) if callable(sharded) else torch.nn.utils.clip_grad_norm_(
+                self.parameters(), max_norm, foreach=True)
             if record:
                 self.grad_norm = norm
 

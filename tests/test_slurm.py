@@ -114,3 +114,18 @@ def test_two_task_ddp_member_writes_one_summary_equal_to_the_single_process_run(
     # both SLURM tasks ran the member: rank 0 wrote, rank 1 only trained
     logs = sorted((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 2 and sum("completed: val/loss" in log.read_text() for log in logs) == 1
+
+
+def test_srun_tasks_train_one_data_parallel_run(tmp_path):
+    """Two tasks started by srun itself (no submitit): each finds its rank in SLURM's environment."""
+    command = [sys.executable, "run.py", "backend=ddp", "model=logreg", "trainer.max_steps=10", *QUICK[1:4]]
+    done = subprocess.run(["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", *command,
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = _summary(tmp_path / "run")
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["items"]["count"] == 640
+    wrong = subprocess.run(["srun", "--ntasks=2", "--cpus-per-task=1", *command, f"hydra.run.dir={tmp_path / 'n'}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2
+    assert "error: backend.devices=2: under srun needs --ntasks-per-node" in wrong.stderr
+    assert not (tmp_path / "n" / "summary.json").exists()
