@@ -17,7 +17,7 @@ SOLVERS = sorted(entry.name for entry in Registry().entries("optimizer"))
 # problems that need a download, a GPU or minutes on a CPU are checked on their small relatives
 PROBLEMS = sorted(entry.name for entry in Registry().entries("model") if entry.name not in ("gpt2", "gpt2-medium",
                                                                                               "gpt2-large"))
-BACKENDS = ["cpu", "auto"]
+BACKENDS = ["cpu", "auto", "ddp"]  # fsdp runs on GPUs only (Lightning 2.6)
 
 
 @pytest.mark.parametrize("name", SOLVERS)
