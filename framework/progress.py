@@ -47,7 +47,7 @@ class StepProgressBar(ProgressBar):
         if self._progress is None:
             return
         metrics = self.get_metrics(trainer, pl_module)
-        shown = {"loss": metrics.get("train/loss"), self.metric: metrics.get(self.metric)}
+        shown = {"loss": getattr(pl_module, "last_loss", None), self.metric: metrics.get(self.metric)}
         text = "  ".join(f"{k} {float(v):.4g}" for k, v in shown.items() if v is not None)
         self._progress.update(self._task, completed=trainer.global_step, metrics=text)
 

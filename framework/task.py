@@ -39,6 +39,8 @@ class TrainingTask(pl.LightningModule):
         self.parallel = parallel
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
+        #: the last training loss (the progress bar shows it)
+        self.last_loss: torch.Tensor | None = None
         #: training batches consumed so far: the data position a resumed run starts from
         self.batches_trained = 0
 
@@ -70,13 +72,25 @@ class TrainingTask(pl.LightningModule):
         self.totals += ctx.costs
         if not torch.isfinite(loss):
             raise Diverged(step, "train/loss", float(loss))
-        metrics = {"train/loss": _loggable(loss), "train/lr": torch.tensor(float(lr), dtype=torch.float64)}
-        if ctx.grad_norm is not None:
-            metrics["train/grad_norm"] = _loggable(ctx.grad_norm)
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
-        counters = {f"cost/{k}": float(v) for k, v in self.totals.as_dict().items()}
-        counters["cost/state_bytes"] = float(self.solver.state_bytes())
-        self.log_dict(counters, on_step=True, on_epoch=False, batch_size=1)
+        self.last_loss = loss.detach()
+        every = self.trainer.log_every_n_steps
+        if every and ((step + 1) % every == 0 or self.trainer.should_stop):
+            self._log_step(step, loss, lr, ctx.grad_norm)
+
+    def _log_step(self, step: int, loss: torch.Tensor, lr: float, grad_norm: torch.Tensor | None) -> None:
+        """The step's row in the loggers, written to them directly: Lightning's ``self.log`` collects and
+        reduces each value through its result collection, a large part of a small model's step."""
+        if not self.loggers:
+            return
+        metrics = {"train/loss": float(_loggable(loss)), "train/lr": float(lr)}
+        if grad_norm is not None:
+            metrics["train/grad_norm"] = float(_loggable(grad_norm))
+        metrics.update({f"cost/{k}": float(v) for k, v in self.totals.as_dict().items()})
+        metrics["cost/state_bytes"] = float(self.solver.state_bytes())
+        metrics["epoch"] = self.current_epoch
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+            logger.save()
 
     def on_validation_start(self) -> None:
         self.solver.eval_mode()
