@@ -132,6 +132,20 @@ def _report(summary: dict[str, Any], run_dir: Path) -> None:
         print(f"W&B run: {wandb_dir} (offline runs upload with `wandb sync {wandb_dir}/offline-run-*`)")
 
 
+def _share_cores(launcher: Any) -> None:
+    """Under the joblib launcher (``hydra/launcher=joblib``, members in parallel worker processes), give each
+    member its share of the cores as torch threads, so that ``n_jobs`` members do not oversubscribe them
+    (``backend.threads`` still decides where it is set)."""
+    if not str(OmegaConf.select(launcher, "_target_", default="")).endswith("JoblibLauncher"):
+        return
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = int(launcher.n_jobs)
+    jobs = cores if jobs == -1 else cores + 1 + jobs if jobs < 0 else jobs
+    torch.set_num_threads(max(1, cores // max(1, jobs)))
+
+
 def train(cfg: DictConfig) -> float | None:
     """The Hydra task: guard the directory, train, report, exit with the status's code.
 
@@ -151,6 +165,8 @@ def train(cfg: DictConfig) -> float | None:
         return None
     in_sweep = hydra.mode == RunMode.MULTIRUN
     resuming = bool(cfg.get("resume"))
+    if in_sweep:
+        _share_cores(hydra.launcher)
     if in_sweep and OmegaConf.select(cfg, "logger.group", default="") is None:  # W&B: one group per sweep
         cfg.logger.group = "/".join(Path(str(hydra.sweep.dir)).parts[-2:])
     if in_sweep and not resuming and resume_refusal(run_dir) is None and _same_run(run_dir, cfg):

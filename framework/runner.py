@@ -332,6 +332,7 @@ def _summary(r: Run, resolved: dict, status: str, error: str | None, divergence:
         "started_at": started.isoformat(),
         "backend": r.backend.describe(),
         "world_size": r.trainer.world_size,
+        "threads": torch.get_num_threads(),
         "seed": r.cfg.seed,
         "versions": {
             "optbench": framework.__version__,

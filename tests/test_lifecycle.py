@@ -175,3 +175,21 @@ def test_best_checkpoint_holds_the_best_validation(tmp_path):
     points = [p for c in best["callbacks"].values() if "points" in c for p in c["points"]]
     assert points[-1]["value"] == summary["metric"]["best"] and best["global_step"] == points[-1]["step"]
     assert best["global_step"] < summary["steps"]  # the metric got worse later: best.ckpt stayed where it was best
+
+
+def test_joblib_launcher_runs_members_in_parallel_processes_with_the_cores_shared_out(tmp_path):
+    import os
+
+    done = run_cli("run.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
+                   "model=logreg", "trainer.max_steps=30", "logger=local", "trainer.enable_progress_bar=false",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert [s["seed"] for s in summaries] == [0, 1, 2, 3]
+    assert all(s["status"] == "completed" and s["steps"] == 30 for s in summaries)
+    cores = len(os.sched_getaffinity(0))
+    assert {s["threads"] for s in summaries} == {max(1, cores // 2)}
+    # the same seed gives the same result in a worker process as in this one
+    alone = train(tmp_path / "alone", "seed=2", "model=logreg", "trainer.max_steps=30")
+    assert alone["metric"]["final"] == pytest.approx(summaries[2]["metric"]["final"], rel=1e-5)
+    assert "4 of 4 members completed" in done.stdout + done.stderr
