@@ -67,7 +67,8 @@ def local_processes(world: int, nodes: int, config: dict[str, Any], run_dir: Pat
     if rank is not None:
         if _slurm_tasks() > 1 and "SLURM_NTASKS_PER_NODE" not in os.environ:
             raise ConfigError("backend.devices", world, "under srun needs --ntasks-per-node (SLURM sets no tasks per "
-                              f"node for --ntasks alone): srun --nodes=<num_nodes> --ntasks-per-node={world}")
+                              "node for --ntasks alone): srun --nodes=<backend.num_nodes> "
+                              "--ntasks-per-node=<backend.devices>")
         if _launched_world() != world:
             raise ConfigError("backend.devices", world, f"x backend.num_nodes does not match the {_launched_world()} "
                               "processes the launcher started (SLURM: hydra.launcher.tasks_per_node and nodes)")
