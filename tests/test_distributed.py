@@ -190,3 +190,18 @@ def test_token_problem_with_sampled_targets_and_self_differentiation_is_exact(tm
     assert ddp["items"] == single["items"] == {"unit": "tokens", "count": 6 * 1024}
     counter = "curvature" if solver == "sophia" else "hvp"
     assert ddp["costs"][counter] == single["costs"][counter] > 0
+
+
+def test_torchrun_started_processes_train_one_run(tmp_path):
+    """torchrun starts both processes (RANK, WORLD_SIZE in the environment): the run starts none itself."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "run.py", "backend=ddp",
+                           "model=logreg", "trainer.max_steps=10", "logger=local", "trainer.enable_progress_bar=false",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["items"]["count"] == 640
