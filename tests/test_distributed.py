@@ -205,3 +205,13 @@ def test_torchrun_started_processes_train_one_run(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["items"]["count"] == 640
+
+
+def test_a_trainer_built_without_its_processes_is_refused_instead_of_re_running_the_command(tmp_path):
+    """prepare() alone (no runner.run, no srun/torchrun): Lightning's launcher would start this command again."""
+    from conftest import compose
+    from framework.errors import ConfigError
+    from framework.runner import prepare
+
+    with pytest.raises(ConfigError, match="its processes are started by framework.runner.run"):
+        prepare(compose("backend=ddp", "model=logreg"), tmp_path / "run")

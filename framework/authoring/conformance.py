@@ -176,8 +176,10 @@ def check_problem(name: str, tmp_path: Path, overrides: Sequence[str] = (), step
 def check_backend(name: str, tmp_path: Path, overrides: Sequence[str] = ()) -> None:
     """A backend option (``backend=<name>``): it resolves, and a short logistic-regression run on it
     completes with the backend's description in the summary."""
-    _, summary = _train(tmp_path / "run", f"backend={name}", *overrides, "model=logreg", "trainer.max_steps=5",
-                        "trainer.val_check_interval=5")
+    from framework.runner import run  # which starts the processes of a multi-process backend
+
+    summary = run(compose(f"backend={name}", *overrides, "model=logreg", "trainer.max_steps=5",
+                          "trainer.val_check_interval=5"), tmp_path / "run")
     what = f"backend={name}"
     _fails(what, summary["status"] == "completed", f"a 5-step run did not complete: {summary.get('error')}")
     _fails(what, bool(summary["backend"]), "the summary does not describe the backend")

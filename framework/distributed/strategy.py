@@ -13,6 +13,7 @@ import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 
 from framework.checkpoints.rng import capture_rng, restore_rng
+from framework.errors import ConfigError
 
 
 class ReplicatedDDPStrategy(DDPStrategy):
@@ -23,6 +24,16 @@ class ReplicatedDDPStrategy(DDPStrategy):
     """
 
     strategy_name = "optbench_ddp"
+
+    def _configure_launcher(self) -> None:
+        """The processes are started before the Trainer exists (:func:`~framework.distributed.local_processes`,
+        srun, torchrun); Lightning's launcher would re-run this process's command line in new processes."""
+        assert self.cluster_environment is not None
+        if self.num_processes * self.num_nodes == 1 or self.cluster_environment.creates_processes_externally:
+            super()._configure_launcher()  # nothing to start
+        else:
+            raise ConfigError("backend", "ddp", "its processes are started by framework.runner.run (optbench run, "
+                              "run.py), srun or torchrun; a Trainer built without them would re-run this command")
 
     def setup_distributed(self) -> None:
         state = capture_rng()
