@@ -101,10 +101,9 @@ def test_a_signal_to_rank_0_stops_both_processes_and_the_resumed_run_equals_the_
     child = subprocess.Popen([sys.executable, "run.py", *args, f"hydra.run.dir={out}"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (out / "metrics.csv").exists():
-            time.sleep(0.05)
-        time.sleep(0.5)
+        deadline, metrics = time.monotonic() + 300, out / "metrics.csv"
+        while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 50):
+            time.sleep(0.05)  # training rows reach the file 100 at a time
         child.send_signal(signal.SIGTERM)  # to rank 0 only: the other process stops at the same step
         output, _ = child.communicate(timeout=120)
     finally:
