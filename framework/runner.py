@@ -240,6 +240,9 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     if SLURMEnvironment.detect():  # stop signals and requeues are ours (framework.lifecycle), not Lightning's
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(logger=loggers, callbacks=callbacks, plugins=plugins, **trainer_args)
+    if world > 1:  # Lightning's SIGTERM handler broadcasts from rank 0 inside the handler, out of step with the
+        # other processes' collectives; stop signals are ours alone (StopSignals agrees on them before each step)
+        trainer._signal_connector.register_signal_handlers = lambda: None  # type: ignore[method-assign]
     return Run(cfg, run_dir, problem, solver, backend, task, trainer, history, loggers, stop, checkpointing,
                train_batches, own_generators(problem.val_loader()), resume, pruning)
 
@@ -272,7 +275,10 @@ def execute(r: Run) -> dict[str, Any]:
             r.trainer.validate(r.task, dataloaders=r.val_loader, verbose=False)
         r.trainer.fit(r.task, train_dataloaders=r.train_batches, val_dataloaders=r.val_loader,
                       ckpt_path=str(r.resume.path) if r.resume else None)
-        if r.stop.requested and r.trainer.global_step < r.cfg.trainer.max_steps:
+        stopped = r.stop.requested
+        if r.task.parallel is not None:  # a signal may reach one process after the last agreement
+            (stopped,) = r.task.parallel.any(stopped)
+        if stopped and r.trainer.global_step < r.cfg.trainer.max_steps:
             status = INTERRUPTED
         else:
             _check_parameters(r)

@@ -214,3 +214,29 @@ def test_a_trainer_built_without_its_processes_is_refused_instead_of_re_running_
 
     with pytest.raises(ConfigError, match="its processes are started by framework.runner.run"):
         prepare(compose("backend=ddp", "model=logreg"), tmp_path / "run")
+
+
+def test_a_signal_at_any_moment_ends_both_processes_together(tmp_path):
+    """SIGTERM to rank 0 as soon as the run has written anything (during the first validation or the first
+    steps): the processes agree before each step, so neither waits for the other in a collective."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "run.py", "model=logreg", "backend=ddp", "trainer.max_steps=100000",
+                              "logger=local", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (out / "metrics.csv").exists():
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=120) == 75
+    finally:
+        child.kill()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] < 100000

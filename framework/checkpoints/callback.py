@@ -65,7 +65,7 @@ class Checkpointing(pl.Callback):
         parallel = getattr(pl_module, "parallel", None)
         if parallel is not None and self.every_n_minutes:  # clocks differ: every process saves (a collective)
             (due,) = parallel.any(due)
-        if self.stop.requested:  # in any process (StopSignals, the callback before this one)
+        if self.stop.stopping:  # as every process agreed (StopSignals, the callback before this one)
             if step > 0:
                 self._save_between_steps(trainer)
             trainer.should_stop = True  # the task skips the step

@@ -28,6 +28,9 @@ class StopSignals(pl.Callback):
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
         self._outer: Any = None  # the handler before ours of the signal received
+        #: whether the run stops before the step about to begin, as every process agreed (a signal can arrive
+        #: at any moment; decisions within a step read this, not :attr:`requested`)
+        self.stopping = False
 
     @property
     def requested(self) -> bool:
@@ -70,12 +73,14 @@ class StopSignals(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        """In a data-parallel run, a signal to any process, or a stop decided by one (a tuning pruner on
-        rank 0), stops them all before the same step."""
+        """Decide whether the run stops before this step (:attr:`stopping`); in a data-parallel run a signal
+        to any process, or a stop decided by one (a tuning pruner on rank 0), stops them all before it."""
         parallel = getattr(pl_module, "parallel", None)
         if parallel is None:
+            self.stopping = self.requested
             return
         signalled, stop = parallel.any(self.requested, trainer.should_stop)
         if signalled and not self.requested:
             self.received = "another process's signal"
+        self.stopping = signalled  # a signal arriving from here on counts before the next step, in all processes
         trainer.should_stop = stop
