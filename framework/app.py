@@ -140,7 +140,9 @@ def _share_cores(launcher: Any) -> None:
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from framework.distributed.launch import available_cores
+
+    cores = available_cores()
     jobs = int(launcher.n_jobs)
     jobs = cores if jobs == -1 else cores + 1 + jobs if jobs < 0 else jobs
     torch.set_num_threads(max(1, cores // max(1, jobs)))
@@ -154,9 +156,8 @@ def train(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from framework.runner import run
-
     from framework.distributed import external_rank
+    from framework.runner import run
 
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)

@@ -98,7 +98,7 @@ class AutogradCounter:
         before = None if self._combine is None else [(p.grad, None if p.grad is None else p.grad._version)
                                                      for p in self._parameters]
         result = original(*arguments.args, **arguments.kwargs)
-        if self._combine is not None and before is not None:
+        if before is not None:  # a data-parallel run: the gradients this backward changed become global
             changed = [p for p, (grad, version) in zip(self._parameters, before)
                        if p.grad is not None and (p.grad is not grad or p.grad._version != version)]
             for p, combined in zip(changed, self._combine([p.grad for p in changed])):

@@ -217,7 +217,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
                                       save_best=cfg.checkpoint.save_best, resume=resume)
         callbacks.append(checkpointing)
     pruning = None
-    # a tuning trial: report validations, maybe stop early (rank 0 decides; the task tells the others)
+    # a tuning trial: report validations, maybe stop early (rank 0 decides; StopSignals tells the others)
     if cfg.get("tuning") and cfg.tuning.get("pruner") and rank == 0:
         from framework.studies.pruning import TrialPruning
 

@@ -49,7 +49,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -81,7 +82,7 @@ def local_processes(world: int, nodes: int, config: dict[str, Any], run_dir: Pat
             "bash", "interactive"):
         raise ConfigError("backend.devices", world, "runs one SLURM task per device: set "
                           f"hydra.launcher.tasks_per_node={world} (sbatch --ntasks-per-node={world})")
-    threads = threads or max(1, _cores() // world)
+    threads = threads or max(1, available_cores() // world)
     shared = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(world),
               "NODE_RANK": "0"}
     workers = []
