@@ -1,14 +1,20 @@
-"""The training loop's cost per step against a bare PyTorch loop on the same problem object.
+"""The training loop's cost per step against a bare PyTorch loop and a bare Lightning loop, same problem.
 
 Usage: ``python benchmarks/loop_overhead.py [problems] [steps] [rounds] [overrides...]`` (defaults:
-mlp,quadratic,gpt2-nano 200 3). For each problem, each round times, interleaved: a bare loop (the
-problem's own model, loader stream and loss, ``torch.optim.AdamW``, ``zero_grad``/``backward``/``step``) and
-a real run (``optimizer=adamw`` through Hydra, Lightning, the StepContext, cost counting, logging,
-checkpointing and divergence checks as configured; CSV logger, no progress bar unless overridden). Both
-are per step after warm-up: the bare loop times ``steps`` steps after 20 untimed ones; the real run is
-marginal, a run of 2 x steps minus a run of ``steps``, divided by ``steps``, so that start-up, the first and
-the last validation and warm-up cancel. Reports medians over rounds and the ratio. gpt2-nano takes
-``steps // 10``.
+mlp,quadratic,gpt2-nano 1000 3). For each problem, each round times, interleaved:
+
+- a bare loop: the problem's own model, loader stream and loss, and the torch optimizer that
+  ``optimizer=adamw`` builds (its parameter groups and kernel), ``zero_grad``/``backward``/``step`` by hand;
+- bare Lightning: the same pieces in a minimal LightningModule with manual optimization (``manual_backward``,
+  ``optimizer.step()``), no logger, no callbacks: what Lightning's loop itself costs;
+- optbench: a real run of ``optimizer=adamw`` through Hydra, Lightning, the StepContext, cost counting,
+  logging, checkpointing and divergence checks as configured (CSV logger, no progress bar unless
+  overridden).
+
+All per step after warm-up: the bare loop times ``steps`` steps after 20 untimed ones; the two Lightning
+loops are marginal, a run of 2 x steps minus a run of ``steps``, divided by ``steps``, so that start-up, the
+first and the last validation and warm-up cancel. Reports medians over rounds and the ratios to the bare
+loop. gpt2-nano takes ``steps // 50``.
 """
 
 from __future__ import annotations
@@ -20,32 +26,71 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
-def bare_seconds(problem_name: str, steps: int, seed: int = 0, warmup: int = 20) -> float:
-    """Seconds for ``steps`` steps of a bare AdamW loop on a freshly built problem, after ``warmup`` steps."""
+def _pieces(overrides: list[str], seed: int) -> tuple[Any, Any, Any]:
+    """The problem (built as a run builds it), its model's torch optimizer from ``optimizer=adamw``, and the
+    run's stream of training batches."""
     import torch
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from conftest import compose
     from framework.checkpoints.stream import step_stream
 
     torch.manual_seed(seed)
-    problem = instantiate(compose(f"model={problem_name}").model)
-    model = problem.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batches = iter(step_stream(problem.train_loader(seed), 0, seed))
+    cfg = compose("optimizer=adamw", *overrides)
+    problem = instantiate(cfg.model)
+    solver = instantiate(OmegaConf.masked_copy(cfg.optimizer, [k for k in cfg.optimizer if k != "search_space"]))
+    return problem, solver.build(problem.model), step_stream(problem.train_loader(seed), 0, seed)
+
+
+def bare_seconds(overrides: list[str], steps: int, seed: int = 0, warmup: int = 20) -> float:
+    """Seconds for ``steps`` steps of a bare loop on a freshly built problem (``model=...`` among the config
+    ``overrides``), after ``warmup`` steps."""
+    problem, optimizer, stream = _pieces(overrides, seed)
+    batches = iter(stream)
     start = 0.0
     for step in range(warmup + steps):
         if step == warmup:
             start = time.perf_counter()
-        loss = problem.forward(model, next(batches)).loss
+        loss = problem.forward(problem.model, next(batches)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    return time.perf_counter() - start
+
+
+def lightning_seconds(overrides: list[str], steps: int, seed: int = 0) -> float:
+    """Seconds of a whole ``Trainer.fit`` of ``steps`` steps of the same loop in a minimal LightningModule."""
+    import pytorch_lightning as pl
+
+    problem, optimizer, stream = _pieces(overrides, seed)
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+            self.model = problem.model
+
+        def training_step(self, batch: Any, batch_idx: int) -> None:
+            loss = problem.forward(self.model, batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self.optimizers().step()
+
+        def configure_optimizers(self) -> Any:
+            return optimizer
+
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         accelerator="cpu", devices=1)
+    start = time.perf_counter()
+    trainer.fit(Bare(), train_dataloaders=stream)
     return time.perf_counter() - start
 
 
@@ -64,26 +109,30 @@ def main() -> None:
     logging.disable(logging.WARNING)
     args = sys.argv[1:]
     problems = args[0].split(",") if args else ["mlp", "quadratic", "gpt2-nano"]
-    steps = int(args[1]) if len(args) > 1 else 200
+    steps = int(args[1]) if len(args) > 1 else 1000
     rounds = int(args[2]) if len(args) > 2 else 3
     overrides = args[3:]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for problem in problems:
-            n = max(2, steps // 10) if problem.startswith("gpt2") else steps
-            bare, loop = [], []
+            n = max(2, steps // 50) if problem.startswith("gpt2") else steps
+            model = [f"model={problem}"]
+            bare, lightning, loop = [], [], []
             for round_ in range(rounds + 1):  # round 0 warms up (imports, caches) and is discarded
-                b = bare_seconds(problem, n) / n
+                b = bare_seconds(model, n) / n
+                pl_ = (lightning_seconds(model, 2 * n) - lightning_seconds(model, n)) / n
                 f = (loop_seconds(Path(tmp), problem, 2 * n, overrides) - loop_seconds(Path(tmp), problem, n, overrides)) / n
                 if round_:
                     bare.append(b)
+                    lightning.append(pl_)
                     loop.append(f)
-            rows.append((problem, n, statistics.median(bare), statistics.median(loop)))
-    print(f"| problem | steps | bare loop, ms/step | optbench, ms/step | ratio |  (marginal, median of {rounds}; "
-          f"overrides: {' '.join(overrides) or 'none'})")
-    print("|---|---:|---:|---:|---:|")
-    for problem, n, bare_s, loop_s in rows:
-        print(f"| {problem} | {n} | {1000 * bare_s:.3f} | {1000 * loop_s:.3f} | {loop_s / bare_s:.2f}x |")
+            rows.append((problem, n, *(statistics.median(x) for x in (bare, lightning, loop))))
+    print(f"| problem | steps | bare loop, ms/step | bare Lightning, ms/step | ratio | optbench, ms/step | ratio |  "
+          f"(marginal, median of {rounds}; overrides: {' '.join(overrides) or 'none'})")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for problem, n, bare_s, lightning_s, loop_s in rows:
+        print(f"| {problem} | {n} | {1000 * bare_s:.3f} | {1000 * lightning_s:.3f} | {lightning_s / bare_s:.2f}x "
+              f"| {1000 * loop_s:.3f} | {loop_s / bare_s:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,6 @@ class AutogradCounter:
                  on_products: Callable[[int], None],
                  combine: Callable[[Sequence[torch.Tensor]], list[torch.Tensor]] | None = None) -> None:
         self._parameters = parameters
-        self._parameter_ids = {id(p) for p in parameters}
         self._combine = combine
         self._on_backward, self._on_products = on_backward, on_products
         self._gradient_nodes: set[Any] = set()  # grad_fns of the differentiable gradients made so far
@@ -111,7 +110,8 @@ class AutogradCounter:
     def _combined(self, inputs: Any, result: tuple[Any, ...]) -> tuple[Any, ...]:
         """``result`` with its gradients with respect to parameters combined."""
         inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        chosen = [i for i, (x, g) in enumerate(zip(inputs, result)) if id(x) in self._parameter_ids and g is not None]
+        ids = {id(p) for p in self._parameters}
+        chosen = [i for i, (x, g) in enumerate(zip(inputs, result)) if id(x) in ids and g is not None]
         values = list(result)
         for i, combined in zip(chosen, self._combine([values[i] for i in chosen])):  # type: ignore[misc]
             values[i] = combined

@@ -54,7 +54,8 @@ class StepContext:
         return self.task.trainer.world_size
 
     def parameters(self) -> list[Tensor]:
-        return [p for p in self.model.parameters() if p.requires_grad]
+        """The parameters being trained."""
+        return list(self.task.trainable)
 
     def forward(self, on_data: bool = True) -> Forward:
         """A counted forward; the batch's items count once per step, and only for data targets. In a
@@ -87,8 +88,12 @@ class StepContext:
             self._count_forward(self.task.problem.items_per_batch(), on_data=True)
 
     def backward(self, loss: Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> None:
-        """Backward of the last forward's loss through Lightning (precision, strategies)."""
-        self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
+        """Backward of the last forward's loss through Lightning (precision, strategies); straight to torch
+        where Lightning would add nothing (:attr:`TrainingTask.backward_directly`)."""
+        if self.task.backward_directly:
+            loss.backward(create_graph=create_graph, retain_graph=retain_graph)
+        else:
+            self.task.manual_backward(loss, create_graph=create_graph, retain_graph=retain_graph)
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
@@ -98,7 +103,7 @@ class StepContext:
         handle = self.model.register_forward_hook(self._count_model_call)
         combine = self.parallel.reduce if self.parallel is not None and self.parallel.reduce_gradients else None
         try:
-            with holding(), AutogradCounter(self.parameters(), self._count_backward, self._count_products, combine):
+            with holding(), AutogradCounter(self.task.trainable, self._count_backward, self._count_products, combine):
                 yield
         finally:
             handle.remove()

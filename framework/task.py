@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from framework.costs import Costs
 from framework.distributed import DataParallel
@@ -40,9 +45,25 @@ class TrainingTask(pl.LightningModule):
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
         #: the last training loss (the progress bar shows it)
-        self.last_loss: torch.Tensor | None = None
+        self.last_loss: float | None = None
+        #: set when training starts (:meth:`on_train_start`)
+        self.trainable: list[torch.Tensor] = []
+        self.backward_directly = False
         #: training batches consumed so far: the data position a resumed run starts from
         self.batches_trained = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Plain values (strings, numbers, None, plain tensors) under names that are no parameter, buffer or
+        submodule are stored as ``nn.Module.__setattr__`` would store them, without its checks: Lightning sets
+        ``_current_fx_name`` around every hook call, about 35 times a step, at ~1 us each through torch's
+        path (isinstance checks against the Parameter and Buffer metaclasses), a quarter of a small model's
+        step (benchmarks/loop_overhead.py)."""
+        fields = self.__dict__
+        if (type(value) in _PLAIN_VALUES and "_buffers" in fields and name not in fields["_parameters"]
+                and name not in fields["_modules"] and name not in fields["_buffers"]):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.solver.setup(self.model)
@@ -55,6 +76,12 @@ class TrainingTask(pl.LightningModule):
         """A stop asked for before this step (a signal, a reached target, a pruner) skips it: -1 ends the loop
         here (in every process of a data-parallel run alike: :class:`~framework.lifecycle.signals.StopSignals`)."""
         return -1 if self.trainer.should_stop else None
+
+    def on_train_start(self) -> None:
+        """Read once what stays fixed while training, after the strategy has set the model up: the trainable
+        parameters and whether a backward can skip Lightning's wrappers (:meth:`backward_directly`)."""
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.backward_directly = _backward_needs_no_lightning(self.trainer)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
@@ -70,24 +97,30 @@ class TrainingTask(pl.LightningModule):
             scheduler.step()
         self.batches_trained += 1
         self.totals += ctx.costs
-        if not torch.isfinite(loss):
-            raise Diverged(step, "train/loss", float(loss))
-        self.last_loss = loss.detach()
+        value = loss.item()  # the step's one wait for the device: the divergence check needs the value
+        if not math.isfinite(value):
+            raise Diverged(step, "train/loss", value)
+        self.last_loss = value
         every = self.trainer.log_every_n_steps
         if every and ((step + 1) % every == 0 or self.trainer.should_stop):
-            self._log_step(step, loss, lr, ctx.grad_norm)
+            self._log_step(step, value, lr, ctx.grad_norm)
 
-    def _log_step(self, step: int, loss: torch.Tensor, lr: float, grad_norm: torch.Tensor | None) -> None:
+    # Lightning reads training_step's signature on every step (is_param_in_hook_signature); inspect takes a
+    # stored __signature__ as it is, a lookup instead of parsing the function each time
+    training_step.__signature__ = inspect.signature(training_step)  # type: ignore[attr-defined]
+
+    def _log_step(self, step: int, loss: float, lr: float, grad_norm: torch.Tensor | None) -> None:
         """The step's row in the loggers, written to them directly: Lightning's ``self.log`` collects and
         reduces each value through its result collection, a large part of a small model's step. The CSV
         reaches the disk every 100 rows, at each checkpoint (which records its position) and at the end;
         rows after the last checkpoint are cut on resume anyway."""
         if not self.loggers:
             return
-        metrics = {"train/loss": float(_loggable(loss)), "train/lr": float(lr)}
+        metrics = {"train/loss": loss, "train/lr": float(lr)}
         if grad_norm is not None:
-            metrics["train/grad_norm"] = float(_loggable(grad_norm))
-        metrics.update({f"cost/{k}": float(v) for k, v in self.totals.as_dict().items()})
+            metrics["train/grad_norm"] = grad_norm.item()
+        for name, total in self.totals.as_dict().items():
+            metrics[f"cost/{name}"] = float(total)
         metrics["cost/state_bytes"] = float(self.solver.state_bytes())
         metrics["epoch"] = self.current_epoch
         for logger in self.loggers:
@@ -116,6 +149,20 @@ class TrainingTask(pl.LightningModule):
         self.solver.load_state_dict(checkpoint.get("solver", {}))
         self.totals = Costs(**checkpoint.get("costs", {}))
         self.batches_trained = int(checkpoint.get("batches", 0))
+
+
+def _backward_needs_no_lightning(trainer: pl.Trainer) -> bool:
+    """Whether Lightning's ``manual_backward`` would do no more than ``loss.backward()``: one device, full
+    precision (no loss scaling), and no callback or module hook around the backward. Its wrappers cost
+    ~20 us a step, a fifth of a small problem's step (benchmarks/loop_overhead.py)."""
+    hooks = ("on_before_backward", "on_after_backward")
+    return (type(trainer.strategy) is SingleDeviceStrategy and type(trainer.precision_plugin) is Precision
+            and not any(is_overridden(hook, callback, pl.Callback) for callback in trainer.callbacks for hook in hooks)
+            and not any(is_overridden(hook, trainer.lightning_module, pl.LightningModule) for hook in (*hooks, "backward")))
+
+
+#: the types :meth:`TrainingTask.__setattr__` stores directly (exact types: no Parameter, no Buffer)
+_PLAIN_VALUES = frozenset({str, int, float, bool, type(None), torch.Tensor})
 
 
 def _loggable(value: torch.Tensor) -> torch.Tensor:
