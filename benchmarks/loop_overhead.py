@@ -8,8 +8,8 @@ mlp,quadratic,gpt2-nano 1000 3). For each problem, each round times, interleaved
 - bare Lightning: the same pieces in a minimal LightningModule with manual optimization (``manual_backward``,
   ``optimizer.step()``), no logger, no callbacks: what Lightning's loop itself costs;
 - optbench: a real run of ``optimizer=adamw`` through Hydra, Lightning, the StepContext, cost counting,
-  logging, checkpointing and divergence checks as configured (CSV logger, no progress bar unless
-  overridden).
+  logging, checkpointing and divergence checks, the progress bar, as ``run.py`` has them by default
+  (but the CSV logger only: ``logger=wandb`` adds W&B).
 
 All per step after warm-up: the bare loop times ``steps`` steps after 20 untimed ones; the two Lightning
 loops are marginal, a run of 2 x steps minus a run of ``steps``, divided by ``steps``, so that start-up, the
@@ -30,6 +30,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+#: what the tests' quiet composition turns off, back to run.py's defaults: the progress bar, time-based checkpoints
+RUN_DEFAULTS = ["trainer.enable_progress_bar=true", "checkpoint.every_n_minutes=10"]
 
 
 def _pieces(overrides: list[str], seed: int) -> tuple[Any, Any, Any]:
@@ -100,7 +104,7 @@ def loop_seconds(tmp: Path, problem_name: str, steps: int, overrides: list[str])
 
     start = time.perf_counter()
     train(tmp / f"{problem_name}-{steps}-{time.perf_counter_ns()}", "optimizer=adamw", f"model={problem_name}",
-          f"trainer.max_steps={steps}", f"trainer.val_check_interval={2 * steps}", *overrides)
+          f"trainer.max_steps={steps}", f"trainer.val_check_interval={2 * steps}", *RUN_DEFAULTS, *overrides)
     return time.perf_counter() - start
 
 

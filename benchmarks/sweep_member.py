@@ -5,7 +5,7 @@ Usage: ``python benchmarks/sweep_member.py [rounds] [--profile FILE] [overrides.
 one of 12 (``python run.py -m ... seed=range(0,N)`` in a fresh process, the basic launcher) and a bare loop of
 the same steps (the problem's own model, loader stream and loss, ``torch.optim.AdamW``, after 20 untimed
 steps). The marginal member is (t12 - t2) / 10, so that imports and start-up cancel. ``--profile FILE`` also
-runs the 12-member sweep once under cProfile and prints its top lines per member.
+runs both sweeps once under cProfile and prints each function's cumulative time per extra member.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main() -> None:
                 members.append((twelve - two) / 10)
                 bare.append(b)
         if profile is not None:
+            sweep_seconds(2, overrides, Path(tmp), profile.with_suffix(".2"))
             sweep_seconds(12, overrides, Path(tmp), profile)
     member, steps = statistics.median(members), statistics.median(bare)
     print(f"| sweep member, s | bare loop, same steps, s | ratio |  ({' '.join(overrides)}; W&B offline; "
@@ -68,16 +69,21 @@ def main() -> None:
     print("|---:|---:|---:|")
     print(f"| {member:.3f} | {steps:.4f} | {member / steps:.1f}x |")
     if profile is not None:
-        print("\nTop of the 12-member sweep's profile (cumulative seconds / 12):")
-        stats = pstats.Stats(str(profile))
-        stats.sort_stats("cumulative")
-        rows = [(cum / 12, f"{Path(file).name}:{line}({name})")
-                for (file, line, name), (_, calls, _, cum, _) in stats.stats.items()  # type: ignore[attr-defined]
-                if calls in (12, 24) and ("framework" in file or "plugins" in file or "hydra" in file
-                                           or "pytorch_lightning" in file or "wandb" in file)]
-        for seconds, where in sorted(rows, reverse=True)[:25]:
+        print(f"\nA member's share of each function under cProfile (cumulative seconds, 12-member sweep minus "
+              f"2-member sweep, / 10; profiling inflates Python-heavy code): {profile}")
+        for seconds, where in marginal_profile(profile.with_suffix(".2"), profile, 10)[:30]:
             print(f"  {seconds:.3f}  {where}")
 
+
+def marginal_profile(small: Path, large: Path, extra: int) -> list[tuple[float, str]]:
+    """Functions by their cumulative time per extra member: (large - small) / extra, largest first."""
+    def cumulative(path: Path) -> dict[str, float]:
+        stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+        return {f"{Path(file).parent.name}/{Path(file).name}:{line}({name})": cum
+                for (file, line, name), (_, _, _, cum, _) in stats.items()}
+
+    before, after = cumulative(small), cumulative(large)
+    return sorted(((after[k] - before.get(k, 0.0)) / extra, k) for k in after)[::-1]
 
 if __name__ == "__main__":
     main()

@@ -30,12 +30,16 @@ class Costs:
     flops: float = 0.0
 
     def __iadd__(self, other: "Costs") -> "Costs":
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict(), which deep-copies
+        return {name: getattr(self, name) for name in _COUNTERS}  # not asdict(), which deep-copies
+
+
+#: the counters' names, in order (``dataclasses.fields`` builds them anew on every call)
+_COUNTERS = tuple(f.name for f in fields(Costs))
 
 
 class AutogradCounter:
@@ -77,33 +81,31 @@ class AutogradCounter:
     def __exit__(self, *exc: Any) -> None:
         _ACTIVE.reset(self._token)
 
-    def grad(self, original: Callable[..., Any], arguments: inspect.BoundArguments) -> Any:
+    def grad(self, original: Callable[..., Any], call: "_Call") -> Any:
         """``torch.autograd.grad``, counted."""
-        options = arguments.arguments
-        products = self._differentiates_a_gradient(options["outputs"])
-        result = original(*arguments.args, **arguments.kwargs)
+        products = self._differentiates_a_gradient(call["outputs"])
+        result = original(*call.args, **call.kwargs)
         if self._combine is not None:
-            result = self._combined(options["inputs"], result)
-        rows = _rows(options.get("grad_outputs")) if options.get("is_grads_batched") else 1
-        self._count(products, bool(options.get("create_graph")), rows)
-        if options.get("create_graph"):
+            result = self._combined(call["inputs"], result)
+        rows = _rows(call["grad_outputs"]) if call["is_grads_batched"] else 1
+        self._count(products, bool(call["create_graph"]), rows)
+        if call["create_graph"]:
             self._remember(result)
         return result
 
-    def backward(self, original: Callable[..., Any], arguments: inspect.BoundArguments) -> Any:
+    def backward(self, original: Callable[..., Any], call: "_Call") -> Any:
         """``torch.autograd.backward`` (and so ``Tensor.backward``), counted."""
-        options = arguments.arguments
-        products = self._differentiates_a_gradient(options["tensors"])
+        products = self._differentiates_a_gradient(call["tensors"])
         before = None if self._combine is None else [(p.grad, None if p.grad is None else p.grad._version)
                                                      for p in self._parameters]
-        result = original(*arguments.args, **arguments.kwargs)
+        result = original(*call.args, **call.kwargs)
         if before is not None:  # a data-parallel run: the gradients this backward changed become global
             changed = [p for p, (grad, version) in zip(self._parameters, before)
                        if p.grad is not None and (p.grad is not grad or p.grad._version != version)]
             for p, combined in zip(changed, self._combine([p.grad for p in changed])):
                 p.grad = combined
-        self._count(products, bool(options.get("create_graph")), 1)
-        if options.get("create_graph"):
+        self._count(products, bool(call["create_graph"]), 1)
+        if call["create_graph"]:
             self._remember([p.grad for p in self._parameters])
         return result
 
@@ -147,20 +149,40 @@ class AutogradCounter:
 _ACTIVE: ContextVar[AutogradCounter | None] = ContextVar("optbench_autograd_counter", default=None)
 
 
+class _Call:
+    """The arguments of one call of a wrapped autograd function, read by name as its signature binds them
+    (a positional argument, a keyword, or the default). ``inspect.Signature.bind`` does the same in ~3 us,
+    a sizeable part of a small problem's step."""
+
+    __slots__ = ("args", "kwargs", "_positions", "_defaults")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any], positions: dict[str, int],
+                 defaults: dict[str, Any]) -> None:
+        self.args, self.kwargs, self._positions, self._defaults = args, kwargs, positions, defaults
+
+    def __getitem__(self, name: str) -> Any:
+        position = self._positions[name]
+        if position < len(self.args):
+            return self.args[position]
+        return self.kwargs.get(name, self._defaults[name])
+
+
 def _wrap_autograd() -> None:
     """Wrap ``torch.autograd.grad`` and ``torch.autograd.backward`` once, to report to the active counter."""
     for name in ("grad", "backward"):
         original = getattr(torch.autograd, name)
         if getattr(original, "_optbench_counted", False):
             continue
-        signature = inspect.signature(original)
+        parameters = inspect.signature(original).parameters
+        positions = {key: i for i, key in enumerate(parameters)}
+        defaults = {key: None if p.default is inspect.Parameter.empty else p.default for key, p in parameters.items()}
 
-        def counted(*args: Any, _original: Any = original, _name: str = name, _signature: Any = signature,
-                    **kwargs: Any) -> Any:
+        def counted(*args: Any, _original: Any = original, _name: str = name, _positions: dict[str, int] = positions,
+                    _defaults: dict[str, Any] = defaults, **kwargs: Any) -> Any:
             counter = _ACTIVE.get()
             if counter is None:
                 return _original(*args, **kwargs)
-            return getattr(counter, _name)(_original, _signature.bind(*args, **kwargs))
+            return getattr(counter, _name)(_original, _Call(args, kwargs, _positions, _defaults))
 
         functools.update_wrapper(counted, original)
         counted._optbench_counted = True  # type: ignore[attr-defined]

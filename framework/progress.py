@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,8 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class StepProgressBar(ProgressBar):
     """One rich bar from step 0 to ``max_steps`` with the latest training loss and validation metric.
 
-    Lightning's own bars count batches per epoch, which says little in a step-budgeted run.
+    Lightning's own bars count batches per epoch, which says little in a step-budgeted run. Training steps
+    update it at most every ``refresh_seconds`` (rich redraws 10 times a second anyway), so that a step of a
+    small problem does not pay for reading Lightning's progress-bar metrics.
     """
+
+    refresh_seconds = 0.1
 
     def __init__(self, metric: str = "val/loss") -> None:
         super().__init__()
@@ -21,6 +26,7 @@ class StepProgressBar(ProgressBar):
         self._enabled = True
         self._progress: Progress | None = None
         self._task: Any = None
+        self._next_refresh = 0.0
 
     @property
     def is_enabled(self) -> bool:
@@ -52,7 +58,10 @@ class StepProgressBar(ProgressBar):
         self._progress.update(self._task, completed=trainer.global_step, metrics=text)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        self._refresh(trainer, pl_module)
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.refresh_seconds
+            self._refresh(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._refresh(trainer, pl_module)
