@@ -2,9 +2,9 @@
 
 Usage: ``python benchmarks/sweep_member.py [rounds] [--profile FILE] [overrides...]`` (defaults: 3 rounds,
 ``model=logreg trainer.max_steps=100``, W&B offline). Each round runs, interleaved, a sweep of 2 members and
-one of 12 (``python run.py -m ... seed=range(0,N)`` in a fresh process, the basic launcher) and a bare loop of
+one of 22 (``python run.py -m ... seed=range(0,N)`` in a fresh process, the basic launcher) and a bare loop of
 the same steps (the problem's own model, loader stream and loss, ``torch.optim.AdamW``, after 20 untimed
-steps). The marginal member is (t12 - t2) / 10, so that imports and start-up cancel. ``--profile FILE`` also
+steps). The marginal member is (t22 - t2) / 20, so that imports and start-up cancel. ``--profile FILE`` also
 runs both sweeps once under cProfile and prints each function's cumulative time per extra member.
 """
 
@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+#: the larger sweep: its extra members over the 2-member sweep are what is measured
+LARGE = 22
 DEFAULTS = ["model=logreg", "trainer.max_steps=100"]
 
 
@@ -55,23 +57,23 @@ def main() -> None:
     members, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(rounds + 1):  # round 0 warms the file caches and is discarded
-            two, twelve = sweep_seconds(2, overrides, Path(tmp)), sweep_seconds(12, overrides, Path(tmp))
+            small, large = sweep_seconds(2, overrides, Path(tmp)), sweep_seconds(LARGE, overrides, Path(tmp))
             b = bare_seconds(overrides)
             if round_:
-                members.append((twelve - two) / 10)
+                members.append((large - small) / (LARGE - 2))
                 bare.append(b)
         if profile is not None:
             sweep_seconds(2, overrides, Path(tmp), profile.with_suffix(".2"))
-            sweep_seconds(12, overrides, Path(tmp), profile)
+            sweep_seconds(LARGE, overrides, Path(tmp), profile)
     member, steps = statistics.median(members), statistics.median(bare)
     print(f"| sweep member, s | bare loop, same steps, s | ratio |  ({' '.join(overrides)}; W&B offline; "
           f"median of {rounds}: {', '.join(f'{m:.3f}' for m in members)})")
     print("|---:|---:|---:|")
     print(f"| {member:.3f} | {steps:.4f} | {member / steps:.1f}x |")
     if profile is not None:
-        print(f"\nA member's share of each function under cProfile (cumulative seconds, 12-member sweep minus "
-              f"2-member sweep, / 10; profiling inflates Python-heavy code): {profile}")
-        for seconds, where in marginal_profile(profile.with_suffix(".2"), profile, 10)[:30]:
+        print(f"\nA member's share of each function under cProfile (cumulative seconds, 22-member sweep minus "
+              f"2-member sweep, / 20; profiling inflates Python-heavy code): {profile}")
+        for seconds, where in marginal_profile(profile.with_suffix(".2"), profile, LARGE - 2)[:30]:
             print(f"  {seconds:.3f}  {where}")
 
 

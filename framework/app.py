@@ -9,6 +9,8 @@ and skips the finished ones.
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import shutil
 import sys
@@ -37,12 +39,23 @@ def fail(message: str, code: int = EXIT_CONFIG) -> None:
     raise SystemExit(code)
 
 
+@functools.cache
+def freeze_startup_heap() -> None:
+    """Once per process: take every object alive now (the modules of torch, Lightning, W&B and Hydra, about a
+    million objects) out of the cyclic garbage collector's walks (``gc.freeze``). A sweep member allocates
+    enough (two Hydra compositions, a Trainer) to set off full collections, each of which would walk that
+    whole heap again: ~75 ms a member of a 100-step logreg sweep (benchmarks/sweep_member.py). Objects made
+    later are collected as usual."""
+    gc.freeze()
+
+
 def launch(argv: list[str], experiments: Path, program: str = "optbench run") -> None:
     """Hydra's command line over the packaged config, with ``train`` as the task: ``optbench run ...`` and
     ``python run.py ...`` both end here. ``experiments`` is the folder of ``+experiment=<name>`` studies."""
     import hydra
 
     sys.argv = [program, *prepare(argv, experiments)]
+    freeze_startup_heap()
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(train)()
 
 
@@ -159,6 +172,7 @@ def train(cfg: DictConfig) -> float | None:
     from framework.distributed import external_rank
     from framework.runner import run
 
+    freeze_startup_heap()  # in launcher worker processes (joblib, submitit) too
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
     if external_rank():  # another task of a data-parallel run (srun): rank 0 guards, writes and reports
