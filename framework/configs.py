@@ -1,8 +1,9 @@
-"""Makes every registered plugin entry selectable in Hydra, through Hydra's ConfigStore.
+"""Makes every registered plugin entry selectable in Hydra.
 
-The registry reads the YAML of each plugin package (installed, editable or zipped); storing the nodes
-in the ConfigStore makes ``optimizer=<name>`` work for any installed plugin, with Hydra's usual
-"available options" error for unknown names, whatever the package's layout. Every option is also
+The registry reads the YAML of each plugin package (installed, editable or zipped); a Hydra config source
+(``hydra_plugins/optbench_configs``, on every search path) serves the collected nodes, so that
+``optimizer=<name>`` works for any installed plugin, with Hydra's usual "available options" error for
+unknown names, whatever the package's layout. Every option is also
 selectable by its qualified name, ``optimizer=<distribution>:<name>``; where two distributions provide
 the same name, only the qualified names select, and the plain name is refused with the candidates.
 """
@@ -52,21 +53,37 @@ def refuse_ambiguous(cfg: Any) -> None:
                               f"qualified name: {', '.join(f'{group}={c}' for c in candidates)}")
 
 
+#: group -> option name -> (config node, provider): what the Hydra config source serves
+_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {}
+
+
 def register_configs(registry: Registry | None = None, experiments: Path | None = None) -> Registry:
-    """Store every usable plugin entry under its config group (and the experiments), register optbench's
-    resolvers; return the registry."""
+    """Make every usable plugin entry an option of its config group (and the experiments), register
+    optbench's resolvers; return the registry."""
     register_unique_resolver()
     registry = registry or Registry()
-    store = ConfigStore.instance()
+    options: dict[str, dict[str, tuple[Any, str]]] = {}
     for group in GROUPS:
+        chosen = options.setdefault(group, {})
         for item in registry.usable(group):
             entry = item.entry
-            store.store(group=group, name=item.qualified, node=entry.config, provider=entry.source)
+            node = OmegaConf.create(entry.config)
+            chosen[item.qualified] = (node, entry.source)
             if item.clashes:  # the plain name selects nothing: the runner refuses it, naming the candidates
                 candidates = sorted(other.qualified for other in registry.usable(group) if other.name == item.name)
-                store.store(group=group, name=item.name, node={AMBIGUOUS: candidates}, provider="optbench")
+                chosen[item.name] = (OmegaConf.create({AMBIGUOUS: candidates}), "optbench")
             else:
-                store.store(group=group, name=entry.name, node=entry.config, provider=entry.source)
+                chosen[entry.name] = (node, entry.source)
+    _OPTIONS.clear()
+    _OPTIONS.update(options)
     if experiments is not None:
         register_experiments(experiments)
     return registry
+
+
+def plugin_options() -> dict[str, dict[str, tuple[Any, str]]]:
+    """The options :func:`register_configs` collected; collected now where this process has none yet (a
+    launcher's worker process composing a sweep member)."""
+    if not _OPTIONS:
+        register_configs()
+    return _OPTIONS
