@@ -14,7 +14,7 @@ mlp,quadratic,gpt2-nano 1000 3). For each problem, each round times, interleaved
 All per step after warm-up: the bare loop times ``steps`` steps after 20 untimed ones; the two Lightning
 loops are marginal, a run of 2 x steps minus a run of ``steps``, divided by ``steps``, so that start-up, the
 first and the last validation and warm-up cancel. Reports medians over rounds and the ratios to the bare
-loop. gpt2-nano takes ``steps // 50``.
+loop. gpt2-nano takes ``steps // 20``.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for problem in problems:
-            n = max(2, steps // 50) if problem.startswith("gpt2") else steps
+            n = max(2, steps // 20) if problem.startswith("gpt2") else steps
             model = [f"model={problem}"]
             bare, lightning, loop = [], [], []
             for round_ in range(rounds + 1):  # round 0 warms up (imports, caches) and is discarded
