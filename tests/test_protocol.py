@@ -152,3 +152,44 @@ def test_list_check_catches_an_authors_mistakes_and_passes_the_builtins():
                                  "weight_decay": 0.0, "nesterov": False, "search_space": {}}) == (
         "YAML keys momentun are not arguments of plugins.solvers.sgd.SGD; "
         "plugins.solvers.sgd.SGD needs momentum, which the YAML does not set")
+
+
+def test_backward_goes_through_lightning_whenever_a_hook_asks_for_it(tmp_path):
+    """The loop skips Lightning's backward wrappers only where they would do nothing: a callback that
+    overrides ``on_after_backward`` gets every backward (the step's and SophiaG's sampled pass alike)."""
+
+    class CountBackwards(pl.Callback):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            self.calls += 1
+
+    plain = prepare(compose("model=logreg", "trainer.max_steps=3"), tmp_path / "plain")
+    execute(plain)
+    assert plain.task.backward_directly  # one CPU, full precision, no backward hook: straight to torch
+
+    hooked = prepare(compose("optimizer=sophia", "optimizer.k=2", "model=logreg", "trainer.max_steps=6"),
+                     tmp_path / "hooked")
+    counter = CountBackwards()
+    hooked.trainer.callbacks.append(counter)
+    summary = execute(hooked)
+    assert not hooked.task.backward_directly
+    assert counter.calls == summary["costs"]["backward"] == 6 + 2  # 6 steps, sampled passes after steps 2 and 4
+
+
+def test_plain_attribute_writes_on_the_task_keep_module_semantics(tmp_path):
+    """TrainingTask stores plain values directly (Lightning sets one around every hook call); parameters,
+    submodules and buffers still register as nn.Module registers them."""
+    task = prepare(compose("model=logreg", "trainer.max_steps=1"), tmp_path / "run").task
+    count = len(list(task.parameters()))
+    task._current_fx_name = "training_step"
+    task.extra_layer = torch.nn.Linear(2, 2)
+    task.scale = torch.nn.Parameter(torch.ones(()))
+    task.register_buffer("seen", torch.zeros(3))
+    task.seen = torch.ones(3)
+    assert task._current_fx_name == "training_step" and "_current_fx_name" in vars(task)
+    assert "extra_layer" in dict(task.named_children()) and len(list(task.parameters())) == count + 3
+    assert torch.equal(task.state_dict()["seen"], torch.ones(3))
+    task.extra_layer = None  # a submodule's name takes None as a module, not as a plain value
+    assert task._modules["extra_layer"] is None and "extra_layer" not in vars(task)
