@@ -15,6 +15,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from framework.costs import Costs
 from framework.distributed import DataParallel
 from framework.errors import ConfigError
+from framework.lifecycle.divergence import DeferredLossCheck
 from framework.lifecycle.status import Diverged
 from framework.problem import Problem
 from framework.schedules import Schedule
@@ -27,7 +28,9 @@ class TrainingTask(pl.LightningModule):
     Logged per step: ``train/loss``, ``train/lr`` (the first parameter group's, as the step used it),
     ``train/grad_norm`` (when clipping), cumulative cost counters
     under ``cost/`` and the solver's state bytes. Validation logs ``val/<metric>`` for every metric the
-    problem reports. A non-finite training loss raises :class:`Diverged` in the step that produced it.
+    problem reports. A non-finite training loss raises :class:`Diverged` in the step that produced it; on an
+    accelerator, between logged steps, at the next logged step, checkpoint or the end of training, naming
+    the step that produced it.
     Checkpoints hold the solver's own state, the cost counters and the number of batches trained on.
     """
 
@@ -45,7 +48,11 @@ class TrainingTask(pl.LightningModule):
         self.flops_per_item = problem.flops_per_item()
         self.totals = Costs()
         #: the last training loss (the progress bar shows it)
-        self.last_loss: float | None = None
+        self.last_loss: float | torch.Tensor | None = None
+        #: whether the host reads a step's loss only on logged steps, the divergence check of the others
+        #: deferred (:mod:`framework.lifecycle.divergence`); None: where the loss lives on an accelerator
+        self.defer_loss_checks: bool | None = None
+        self.loss_check = DeferredLossCheck()
         #: set when training starts (:meth:`on_train_start`)
         self.trainable: list[torch.Tensor] = []
         self.backward_directly = False
@@ -97,12 +104,19 @@ class TrainingTask(pl.LightningModule):
             scheduler.step()
         self.batches_trained += 1
         self.totals += ctx.costs
+        every = self.trainer.log_every_n_steps
+        logged = bool(every) and ((step + 1) % every == 0 or self.trainer.should_stop)
+        defer = loss.device.type != "cpu" if self.defer_loss_checks is None else self.defer_loss_checks
+        if defer and not logged:  # no wait for the device: the check is read with the next logged loss
+            self.loss_check.record(step, loss)
+            self.last_loss = loss.detach()
+            return
+        self.loss_check.raise_if_any()
         value = loss.item()  # the step's one wait for the device: the divergence check needs the value
         if not math.isfinite(value):
             raise Diverged(step, "train/loss", value)
         self.last_loss = value
-        every = self.trainer.log_every_n_steps
-        if every and ((step + 1) % every == 0 or self.trainer.should_stop):
+        if logged:
             self._log_step(step, value, lr, ctx.grad_norm)
 
     # Lightning reads training_step's signature on every step (is_param_in_hook_signature); inspect takes a
@@ -140,7 +154,11 @@ class TrainingTask(pl.LightningModule):
                               f"{self.problem.metric!r}")
         self.log_dict({f"val/{k}": _loggable(v) for k, v in metrics.items()}, on_epoch=True, prog_bar=True)
 
+    def on_train_end(self) -> None:
+        self.loss_check.raise_if_any()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_check.raise_if_any()  # a diverged state is never checkpointed
         checkpoint["solver"] = self.solver.state_dict()
         checkpoint["costs"] = self.totals.as_dict()
         checkpoint["batches"] = self.batches_trained

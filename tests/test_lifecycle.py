@@ -40,6 +40,30 @@ def test_divergence_stops_the_run_within_a_step(tmp_path):
     assert "diverged: val/loss" in done.stdout and f"at step {step}" in done.stdout
 
 
+def test_a_deferred_loss_check_names_the_step_that_diverged(tmp_path):
+    """Where losses stay on an accelerator the host reads them on logged steps only (forced here on the CPU):
+    the run still ends diverged at the step whose loss was not finite, with no row or checkpoint after it."""
+    from conftest import compose
+    from framework.runner import execute, prepare
+
+    settings = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.max_steps=40", "trainer.log_every_n_steps=10",
+                "checkpoint.every_n_steps=5"]
+    immediate = train(tmp_path / "now", *settings)
+    deferred_run = prepare(compose(*settings), tmp_path / "deferred")
+    deferred_run.task.defer_loss_checks = True
+    deferred = execute(deferred_run)
+    step = immediate["divergence"]["step"]
+    assert immediate["status"] == deferred["status"] == "diverged" and 0 < step < 9
+    assert strict_load(tmp_path / "deferred" / "summary.json")["divergence"] == strict_load(
+        tmp_path / "now" / "summary.json")["divergence"]  # the same step, the same non-finite value
+    # found before the checkpoint due after step 4 (none is written) or at the first logged step, step 9
+    assert deferred["steps"] == (5 if step <= 4 else 10)
+    rows = (tmp_path / "deferred" / "metrics.csv").read_text().splitlines()
+    logged = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:]]
+    assert max(logged) < step  # the validation at step 0 only: no training row reached the file
+    assert (tmp_path / "deferred" / "checkpoints" / "last.ckpt").exists() == (step > 4)
+
+
 def test_non_finite_numbers_are_strict_json_strings(tmp_path):
     summary = train(tmp_path / "run", "optimizer=adamw", "optimizer.lr=1e3", "model=logreg", "trainer.max_steps=200",
                     "trainer.val_check_interval=1")
