@@ -1,7 +1,7 @@
 """Tokens/s and MFU of GPT-2 124M through the real loop against a bare PyTorch loop on the same model, on a GPU.
 
-Usage: ``python benchmarks/gpu_throughput.py [steps] [--peak-tflops T] [--compile] [--model M] [--device D]``
-(defaults: 50 steps, 989 TFLOP/s: an H100 SXM's dense bf16 peak, ``model=gpt2``, ``cuda``). For AdamW (the
+Usage: ``python benchmarks/gpu_throughput.py [steps] [--peak-tflops T] [--compile] [--log-every N] [--model M]
+[--device D]`` (defaults: 50 steps, 989 TFLOP/s: an H100 SXM's dense bf16 peak, ``model=gpt2``, ``cuda``). For AdamW (the
 fused kernel, as ``optimizer=adamw`` picks on a GPU) and SophiaG (its curvature pass every k steps), each is
 timed two ways on the same model, data stream and torch optimizer:
 
@@ -10,7 +10,8 @@ timed two ways on the same model, data stream and torch optimizer:
   ``update_hessian``, as the authors' training loop does; ``torch.cuda.synchronize()`` around the timed steps,
   after 10 untimed ones (and compilation, with ``--compile``);
 - the real loop: ``optimizer=<solver> model=gpt2 backend=cuda`` through Hydra and Lightning with its defaults
-  (cost counting, logging every step, checkpoints, divergence checks), marginal: a run of 2 x steps minus a
+  (cost counting, logging every step, checkpoints, divergence checks; ``--log-every 10`` logs, and so reads
+  the loss from the GPU, every 10th step only), marginal: a run of 2 x steps minus a
   run of ``steps``, so start-up, compilation and the validations cancel.
 
 Tokens/s counts the batch's tokens (16 x 1024); MFU is the FLOPs the run counts (6N + attention per token for
@@ -90,7 +91,7 @@ def bare_seconds(solver_name: str, model_name: str, device: str, steps: int, com
 
 
 def loop_seconds(solver_name: str, model_name: str, device: str, steps: int, compile_: bool,
-                 tmp: Path) -> tuple[float, float, int]:
+                 tmp: Path, log_every: int = 1) -> tuple[float, float, int]:
     """(seconds, FLOPs, tokens) of ``steps`` steps of the real loop: marginal over two whole runs."""
     from conftest import train
 
@@ -100,7 +101,7 @@ def loop_seconds(solver_name: str, model_name: str, device: str, steps: int, com
         start = time.perf_counter()
         summary = train(tmp / f"{solver_name}-{n}-{time.perf_counter_ns()}", f"optimizer={solver_name}",
                         f"model={model_name}", f"trainer.max_steps={n}", f"trainer.val_check_interval={2 * steps}",
-                        *backend)
+                        f"trainer.log_every_n_steps={log_every}", *backend)
         results.append((time.perf_counter() - start, summary["costs"]["flops"], summary["items"]["count"]))
     (t1, f1, i1), (t2, f2, i2) = results
     return t2 - t1, f2 - f1, i2 - i1
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("steps", type=int, nargs="?", default=50)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--log-every", type=int, default=1)
     parser.add_argument("--model", default="gpt2")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = parser.parse_args()
@@ -126,14 +128,15 @@ def main() -> None:
         for solver in SOLVERS:
             seconds, flops = bare_seconds(solver, args.model, args.device, args.steps, args.compile)
             loop_s, loop_flops, tokens = loop_seconds(solver, args.model, args.device, args.steps, args.compile,
-                                                      Path(tmp))
+                                                      Path(tmp), args.log_every)
             per_step = tokens / args.steps
             rows.append((solver, 1000 * seconds / args.steps, per_step * args.steps / seconds, flops / seconds / peak,
                          1000 * loop_s / args.steps, tokens / loop_s, loop_flops / loop_s / peak))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"| solver | bare, ms/step | bare, tokens/s | bare MFU | optbench, ms/step | optbench, tokens/s | "
           f"optbench MFU | optbench / bare, tokens/s |  (model={args.model}, {device}, {args.steps} steps, "
-          f"peak {args.peak_tflops:g} TFLOP/s{', compiled' if args.compile else ''})")
+          f"peak {args.peak_tflops:g} TFLOP/s{', compiled' if args.compile else ''}, logging every "
+          f"{args.log_every} steps)")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for solver, bare_ms, bare_tps, bare_mfu, loop_ms, loop_tps, loop_mfu in rows:
         print(f"| {solver} | {bare_ms:.1f} | {bare_tps:,.0f} | {bare_mfu:.1%} | {loop_ms:.1f} | {loop_tps:,.0f} | "
