@@ -86,7 +86,7 @@ class TrainingTask(pl.LightningModule):
 
     def on_train_start(self) -> None:
         """Read once what stays fixed while training, after the strategy has set the model up: the trainable
-        parameters and whether a backward can skip Lightning's wrappers (:meth:`backward_directly`)."""
+        parameters and whether a backward can skip Lightning's wrappers (``backward_directly``)."""
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.backward_directly = _backward_needs_no_lightning(self.trainer)
 
