@@ -42,20 +42,12 @@ def bare_seconds(solver_name: str, model_name: str, device: str, steps: int, com
                  warmup: int = 10) -> tuple[float, float]:
     """(seconds, FLOPs) of ``steps`` bare steps after ``warmup`` untimed ones."""
     import torch
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from loop_overhead import run_pieces
 
-    from conftest import compose
-    from framework.checkpoints.stream import step_stream
-
-    torch.manual_seed(0)
-    cfg = compose(f"optimizer={solver_name}", f"model={model_name}")
-    problem = instantiate(cfg.model)
-    model = problem.model.to(device)
-    solver = instantiate(OmegaConf.masked_copy(cfg.optimizer, [k for k in cfg.optimizer if k != "search_space"]))
-    optimizer = solver.build(model)
-    network = torch.compile(model) if compile_ else model
-    batches = iter(step_stream(problem.train_loader(0), 0, 0))
+    problem, solver, optimizer, stream = run_pieces([f"optimizer={solver_name}", f"model={model_name}"],
+                                                    device=device)
+    network = torch.compile(problem.model) if compile_ else problem.model
+    batches = iter(stream)
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if device == "cuda" else contextlib.nullcontext
     curvature_due = getattr(solver, "curvature_due", None)
     per_pass = problem.flops_per_item() * problem.items_per_batch()

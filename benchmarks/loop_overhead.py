@@ -36,9 +36,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 RUN_DEFAULTS = ["trainer.enable_progress_bar=true", "checkpoint.every_n_minutes=10"]
 
 
-def _pieces(overrides: list[str], seed: int) -> tuple[Any, Any, Any]:
-    """The problem (built as a run builds it), its model's torch optimizer from ``optimizer=adamw``, and the
-    run's stream of training batches."""
+def run_pieces(overrides: list[str], seed: int = 0, device: str = "cpu") -> tuple[Any, Any, Any, Any]:
+    """What a run of the composed config trains with, built as the run builds it: the problem (its model on
+    ``device``), the solver, the solver's torch optimizer for that model, and the run's stream of training
+    batches."""
     import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -47,16 +48,17 @@ def _pieces(overrides: list[str], seed: int) -> tuple[Any, Any, Any]:
     from framework.checkpoints.stream import step_stream
 
     torch.manual_seed(seed)
-    cfg = compose("optimizer=adamw", *overrides)
+    cfg = compose(*overrides)
     problem = instantiate(cfg.model)
+    problem.model = problem.model.to(device)
     solver = instantiate(OmegaConf.masked_copy(cfg.optimizer, [k for k in cfg.optimizer if k != "search_space"]))
-    return problem, solver.build(problem.model), step_stream(problem.train_loader(seed), 0, seed)
+    return problem, solver, solver.build(problem.model), step_stream(problem.train_loader(seed), 0, seed)
 
 
 def bare_seconds(overrides: list[str], steps: int, seed: int = 0, warmup: int = 20) -> float:
     """Seconds for ``steps`` steps of a bare loop on a freshly built problem (``model=...`` among the config
     ``overrides``), after ``warmup`` steps."""
-    problem, optimizer, stream = _pieces(overrides, seed)
+    problem, _, optimizer, stream = run_pieces(["optimizer=adamw", *overrides], seed)
     batches = iter(stream)
     start = 0.0
     for step in range(warmup + steps):
@@ -73,7 +75,7 @@ def lightning_seconds(overrides: list[str], steps: int, seed: int = 0) -> float:
     """Seconds of a whole ``Trainer.fit`` of ``steps`` steps of the same loop in a minimal LightningModule."""
     import pytorch_lightning as pl
 
-    problem, optimizer, stream = _pieces(overrides, seed)
+    problem, _, optimizer, stream = run_pieces(["optimizer=adamw", *overrides], seed)
 
     class Bare(pl.LightningModule):
         def __init__(self) -> None:

@@ -176,7 +176,8 @@ def _backward_needs_no_lightning(trainer: pl.Trainer) -> bool:
     hooks = ("on_before_backward", "on_after_backward")
     return (type(trainer.strategy) is SingleDeviceStrategy and type(trainer.precision_plugin) is Precision
             and not any(is_overridden(hook, callback, pl.Callback) for callback in trainer.callbacks for hook in hooks)
-            and not any(is_overridden(hook, trainer.lightning_module, pl.LightningModule) for hook in (*hooks, "backward")))
+            and not any(is_overridden(hook, trainer.lightning_module, pl.LightningModule)
+                        for hook in (*hooks, "backward")))
 
 
 #: the types :meth:`TrainingTask.__setattr__` stores directly (exact types: no Parameter, no Buffer)
