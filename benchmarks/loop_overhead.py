@@ -9,7 +9,9 @@ mlp,quadratic,gpt2-nano 1000 3). For each problem, each round times, interleaved
   ``optimizer.step()``), no logger, no callbacks: what Lightning's loop itself costs;
 - optbench: a real run of ``optimizer=adamw`` through Hydra, Lightning, the StepContext, cost counting,
   logging, checkpointing and divergence checks, the progress bar, as ``run.py`` has them by default
-  (but the CSV logger only: ``logger=wandb`` adds W&B).
+  (but the CSV logger only: ``logger=wandb`` adds W&B), so with ``fuse_steps=auto``
+  (:mod:`framework.lifecycle.fusion`);
+- the same run with ``fuse_steps=1``: one Lightning batch per step.
 
 All per step after warm-up: the bare loop times ``steps`` steps after 20 untimed ones; the two Lightning
 loops are marginal, a run of 2 x steps minus a run of ``steps``, divided by ``steps``, so that start-up, the
@@ -123,22 +125,22 @@ def main() -> None:
         for problem in problems:
             n = max(2, steps // 20) if problem.startswith("gpt2") else steps
             model = [f"model={problem}"]
-            bare, lightning, loop = [], [], []
+            times: list[list[float]] = [[], [], [], []]
             for round_ in range(rounds + 1):  # round 0 warms up (imports, caches) and is discarded
-                b = bare_seconds(model, n) / n
-                pl_ = (lightning_seconds(model, 2 * n) - lightning_seconds(model, n)) / n
-                f = (loop_seconds(Path(tmp), problem, 2 * n, overrides) - loop_seconds(Path(tmp), problem, n, overrides)) / n
+                tries = [bare_seconds(model, n) / n, (lightning_seconds(model, 2 * n) - lightning_seconds(model, n)) / n]
+                for fuse in ([*overrides], ["fuse_steps=1", *overrides]):
+                    tries.append((loop_seconds(Path(tmp), problem, 2 * n, fuse)
+                                  - loop_seconds(Path(tmp), problem, n, fuse)) / n)
                 if round_:
-                    bare.append(b)
-                    lightning.append(pl_)
-                    loop.append(f)
-            rows.append((problem, n, *(statistics.median(x) for x in (bare, lightning, loop))))
-    print(f"| problem | steps | bare loop, ms/step | bare Lightning, ms/step | ratio | optbench, ms/step | ratio |  "
-          f"(marginal, median of {rounds}; overrides: {' '.join(overrides) or 'none'})")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for problem, n, bare_s, lightning_s, loop_s in rows:
-        print(f"| {problem} | {n} | {1000 * bare_s:.3f} | {1000 * lightning_s:.3f} | {lightning_s / bare_s:.2f}x "
-              f"| {1000 * loop_s:.3f} | {loop_s / bare_s:.2f}x |")
+                    for kept, seconds in zip(times, tries):
+                        kept.append(seconds)
+            rows.append((problem, n, *(statistics.median(x) for x in times)))
+    print(f"| problem | steps | bare loop, ms/step | bare Lightning, ms/step | ratio | optbench, ms/step | ratio "
+          f"| optbench fuse_steps=1 | ratio |  (marginal, median of {rounds}; overrides: {' '.join(overrides) or 'none'})")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for problem, n, bare_s, *loops in rows:
+        print(f"| {problem} | {n} | {1000 * bare_s:.3f} | "
+              + " | ".join(f"{1000 * seconds:.3f} | {seconds / bare_s:.2f}x" for seconds in loops) + " |")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from framework.configs import refuse_ambiguous
 from framework.distributed import DataParallel, external_rank, local_processes
 from framework.errors import ConfigError, check_count, check_positive, require
 from framework.estimate import warn_if_slow
+from framework.lifecycle.fusion import FusedBatches, check_fuse_steps, fused_steps
 from framework.lifecycle.signals import StopSignals
 from framework.lifecycle.status import COMPLETED, DIVERGED, FAILED, INTERRUPTED, PRUNED, Diverged
 from framework.problem import Problem
@@ -111,6 +112,7 @@ def check_run_settings(cfg: DictConfig) -> None:
         check_count("checkpoint.every_n_steps", checkpoint.every_n_steps)
     if checkpoint.every_n_minutes is not None:
         check_positive("checkpoint.every_n_minutes", checkpoint.every_n_minutes)
+    check_fuse_steps(cfg)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None, rank: int = 0) -> list[Logger]:
@@ -201,9 +203,11 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     schedule = _schedule(cfg, solver)
     world, rank = backend.world_size, external_rank() or 0
     train_batches = _train_batches(problem, cfg, resume.batches if resume else 0, rank, world)
+    fused = resume.fused_steps if resume else fused_steps(cfg, problem)
     problem.model = backend.prepare(problem.model)
     parallel = DataParallel(world, reduce_gradients=not backend.shards_parameters) if world > 1 else None
-    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule, parallel=parallel)
+    task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule, parallel=parallel,
+                        fused_steps=fused)
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target, cfg.get("stop_at_target", False))
     loggers = build_loggers(cfg, run_dir, resume, rank)
     stop = StopSignals()
@@ -234,6 +238,8 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
         **backend.trainer_kwargs(),
         **OmegaConf.to_container(cfg.trainer, resolve=True),
     }
+    if isinstance(trainer_args.get("val_check_interval"), int):  # Lightning counts batches: groups of steps
+        trainer_args["val_check_interval"] //= fused
     if trainer_args.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar(history.key))
     plugins: list[Any] = [AtomicCheckpointIO()]
@@ -273,7 +279,8 @@ def execute(r: Run) -> dict[str, Any]:
     try:
         if r.resume is None:
             r.trainer.validate(r.task, dataloaders=r.val_loader, verbose=False)
-        r.trainer.fit(r.task, train_dataloaders=r.train_batches, val_dataloaders=r.val_loader,
+        batches = r.train_batches if r.task.fused_steps == 1 else FusedBatches(r.train_batches, r.task.fused_steps)
+        r.trainer.fit(r.task, train_dataloaders=batches, val_dataloaders=r.val_loader,
                       ckpt_path=str(r.resume.path) if r.resume else None)
         stopped = r.stop.requested
         if r.task.parallel is not None:  # a signal may reach one process after the last agreement

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from framework.costs import Costs
@@ -35,7 +36,8 @@ class TrainingTask(pl.LightningModule):
     """
 
     def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None,
-                 schedule: Schedule | None = None, parallel: DataParallel | None = None) -> None:
+                 schedule: Schedule | None = None, parallel: DataParallel | None = None,
+                 fused_steps: int = 1) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.problem = problem
@@ -58,6 +60,8 @@ class TrainingTask(pl.LightningModule):
         self.backward_directly = False
         #: training batches consumed so far: the data position a resumed run starts from
         self.batches_trained = 0
+        #: optimizer steps per Lightning training batch (:mod:`framework.lifecycle.fusion`)
+        self.fused_steps = fused_steps
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Plain values (strings, numbers, None, plain tensors) under names that are no parameter, buffer or
@@ -89,8 +93,30 @@ class TrainingTask(pl.LightningModule):
         parameters and whether a backward can skip Lightning's wrappers (``backward_directly``)."""
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.backward_directly = _backward_needs_no_lightning(self.trainer)
+        if self.fused_steps > 1:
+            _warn_of_batch_callbacks(self.trainer, self.fused_steps)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One step on ``batch``; with fused steps (``fused_steps`` > 1), one step on each batch of the list
+        ``batch`` until ``trainer.max_steps`` (:mod:`framework.lifecycle.fusion`)."""
+        if self.fused_steps == 1:
+            self._step(batch)
+            return
+        done, last = 0, self.trainer.max_steps
+        for item in batch:
+            self._step(item)
+            done += 1
+            if self.global_step == last:
+                break
+        # Lightning counts the group as one batch; its logging step (validation rows) counts steps
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped += done - 1
+
+    # Lightning reads training_step's signature on every step (is_param_in_hook_signature); inspect takes a
+    # stored __signature__ as it is, a lookup instead of parsing the function each time
+    training_step.__signature__ = inspect.signature(training_step)  # type: ignore[attr-defined]
+
+    def _step(self, batch: Any) -> None:
+        """One optimizer step of the solver on ``batch``: counted, checked for divergence, logged."""
         step = self.global_step
         ctx = StepContext(self, batch, step)
         lr = self.solver.optimizer.param_groups[0]["lr"] if self.solver.optimizer is not None else float("nan")
@@ -118,10 +144,6 @@ class TrainingTask(pl.LightningModule):
         self.last_loss = value
         if logged:
             self._log_step(step, value, lr, ctx.grad_norm)
-
-    # Lightning reads training_step's signature on every step (is_param_in_hook_signature); inspect takes a
-    # stored __signature__ as it is, a lookup instead of parsing the function each time
-    training_step.__signature__ = inspect.signature(training_step)  # type: ignore[attr-defined]
 
     def _log_step(self, step: int, loss: float, lr: float, grad_norm: torch.Tensor | None) -> None:
         """The step's row in the loggers, written to them directly: Lightning's ``self.log`` collects and
@@ -162,6 +184,7 @@ class TrainingTask(pl.LightningModule):
         checkpoint["solver"] = self.solver.state_dict()
         checkpoint["costs"] = self.totals.as_dict()
         checkpoint["batches"] = self.batches_trained
+        checkpoint["fused_steps"] = self.fused_steps  # a resumed run keeps its groups (and validation steps)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.solver.load_state_dict(checkpoint.get("solver", {}))
@@ -178,6 +201,18 @@ def _backward_needs_no_lightning(trainer: pl.Trainer) -> bool:
             and not any(is_overridden(hook, callback, pl.Callback) for callback in trainer.callbacks for hook in hooks)
             and not any(is_overridden(hook, trainer.lightning_module, pl.LightningModule)
                         for hook in (*hooks, "backward")))
+
+
+def _warn_of_batch_callbacks(trainer: pl.Trainer, fused: int) -> None:
+    """One warning line for each callback from outside optbench and Lightning that observes training batches,
+    which fused steps make groups of steps."""
+    hooks = ("on_train_batch_start", "on_train_batch_end")
+    for callback in trainer.callbacks:
+        if (not type(callback).__module__.startswith(("framework.", "pytorch_lightning.", "lightning."))
+                and any(is_overridden(hook, callback, pl.Callback) for hook in hooks)):
+            rank_zero_warn(f"fuse_steps={fused}: the on_train_batch_start/end hooks of callback "
+                           f"{type(callback).__qualname__} run once per group of {fused} steps; fuse_steps=1 runs "
+                           f"them after every step")
 
 
 #: the types :meth:`TrainingTask.__setattr__` stores directly (exact types: no Parameter, no Buffer)

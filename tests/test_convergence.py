@@ -11,7 +11,8 @@ import torch
 from conftest import compose
 from framework.runner import execute, prepare
 
-FULL_BATCH_F64 = ["model=logreg", "model.batch_size=null", "backend=cpu", "backend.precision=64-true"]
+# one Lightning batch per step (fuse_steps=1): GradientNorms reads the gradient after every step
+FULL_BATCH_F64 = ["model=logreg", "model.batch_size=null", "backend=cpu", "backend.precision=64-true", "fuse_steps=1"]
 
 
 class GradientNorms(pl.Callback):

@@ -25,8 +25,10 @@ SOLVERS = [entry.name for entry in Registry().entries("optimizer")]
 SETTINGS = {"newton": ["optimizer.reuse=5"], "adahessian": ["optimizer.k=4"]}
 # 11 batches an epoch, 25 steps: the stops at 7 and 13 fall inside the first and the second epoch, off every
 # refresh period (Sophia's k=10, SOAP's 10, Newton's 5, AdaHessian's 4) and off the validations (every 5)
+# One Lightning batch per step (fuse_steps=1), so that a stop signal is answered after any step (test_fusion.py
+# stops and resumes fused runs).
 PROBLEM = ["model=mlp", "model.width=8", "model.batch_size=128", "trainer.max_steps=25",
-           "trainer.val_check_interval=5", "checkpoint.every_n_minutes=null"]
+           "trainer.val_check_interval=5", "checkpoint.every_n_minutes=null", "fuse_steps=1"]
 TIMINGS = ("wall_clock_s", "started_at", "resumes")
 
 

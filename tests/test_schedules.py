@@ -41,7 +41,7 @@ def _lrs(run_dir) -> list[float]:
 def test_every_step_uses_its_scheduled_lr_and_resume_continues_the_schedule(tmp_path):
     overrides = ["optimizer=sophia", "model=mlp", "model.width=8", "trainer.max_steps=30",
                  "trainer.val_check_interval=10", "schedule=warmup-cosine", "schedule.warmup_steps=8",
-                 "schedule.min_ratio=0.2", "checkpoint.every_n_minutes=null"]
+                 "schedule.min_ratio=0.2", "checkpoint.every_n_minutes=null", "fuse_steps=1"]  # stops inside groups
     whole = tmp_path / "whole"
     uninterrupted = prepare(compose(*overrides), whole)
     summary = execute(uninterrupted)

@@ -51,7 +51,8 @@ def compose(*overrides: str, quiet: Sequence[str] = QUIET) -> Any:
 
 def _train(run_dir: Path, *overrides: str, stop_at: int | None = None) -> tuple[Any, dict]:
     """A run through the real loop: (the prepared run, its summary); ``stop_at`` signals the process as a
-    cluster would (SIGUSR1) during that step."""
+    cluster would (SIGUSR1) once the run has made that many steps (with fused steps, at the end of the group
+    that reaches it)."""
     import pytorch_lightning as pl
 
     from framework.runner import execute, prepare
@@ -59,8 +60,11 @@ def _train(run_dir: Path, *overrides: str, stop_at: int | None = None) -> tuple[
     run = prepare(compose(*overrides), run_dir)
     if stop_at is not None:
         class StopAt(pl.Callback):
+            signalled = False
+
             def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-                if trainer.global_step == stop_at:
+                if trainer.global_step >= stop_at and not self.signalled:
+                    self.signalled = True
                     os.kill(os.getpid(), signal.SIGUSR1)
 
         run.trainer.callbacks.append(StopAt())

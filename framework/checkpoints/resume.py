@@ -34,6 +34,8 @@ class ResumePoint:
     metrics: tuple[int, list[str]]
     wandb_id: str | None
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    #: the run's optimizer steps per Lightning batch (:mod:`framework.lifecycle.fusion`)
+    fused_steps: int = 1
 
     @classmethod
     def read(cls, run_dir: Path) -> "ResumePoint":
@@ -55,4 +57,4 @@ class ResumePoint:
         return cls(run_dir=run_dir, path=path, config=state["config"], step=int(checkpoint["global_step"]),
                    batches=int(checkpoint["batches"]), rng=state["rng"],
                    metrics=(int(state["metrics"][0]), list(state["metrics"][1])), wandb_id=state.get("wandb_id"),
-                   resumes=list(state.get("resumes", [])))
+                   resumes=list(state.get("resumes", [])), fused_steps=int(checkpoint.get("fused_steps", 1)))
