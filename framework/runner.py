@@ -113,6 +113,7 @@ def check_run_settings(cfg: DictConfig) -> None:
     if checkpoint.every_n_minutes is not None:
         check_positive("checkpoint.every_n_minutes", checkpoint.every_n_minutes)
     check_fuse_steps(cfg)
+    _dashboard_every(cfg)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None, rank: int = 0) -> list[Logger]:
@@ -126,8 +127,20 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None, ra
     loggers: list[Logger] = [RunCSVLogger(run_dir, resume.metrics if resume else None)]
     if cfg.get("logger") and cfg.logger.get("_target_"):
         same_run = {"id": resume.wandb_id, "resume": "allow"} if resume and resume.wandb_id else {}
-        loggers.append(build(cfg.logger, "logger", save_dir=str(run_dir), **same_run))
+        settings = OmegaConf.to_container(cfg.logger, resolve=True)  # resolved here: ${names...} are the run's
+        settings.pop(DASHBOARD_EVERY, None)  # type: ignore[union-attr]
+        loggers.append(build(OmegaConf.create(settings), "logger", save_dir=str(run_dir), **same_run))
     return loggers
+
+
+#: the key of the logger's config that is optbench's, not the logger's: its interval of training rows
+DASHBOARD_EVERY = "every_n_steps"
+
+
+def _dashboard_every(cfg: DictConfig) -> int:
+    """Every how many steps the configured logger (W&B) gets a training row (metrics.csv gets every one)."""
+    logger = cfg.get("logger") or {}
+    return check_count(f"logger.{DASHBOARD_EVERY}", logger.get(DASHBOARD_EVERY, 1))
 
 
 def _schedule(cfg: DictConfig, solver: Solver) -> Schedule:
@@ -207,7 +220,7 @@ def prepare(cfg: DictConfig, run_dir: Path, resume: ResumePoint | None = None) -
     problem.model = backend.prepare(problem.model)
     parallel = DataParallel(world, reduce_gradients=not backend.shards_parameters) if world > 1 else None
     task = TrainingTask(problem, solver, grad_clip=cfg.get("grad_clip"), schedule=schedule, parallel=parallel,
-                        fused_steps=fused)
+                        fused_steps=fused, dashboard_every=_dashboard_every(cfg))
     history = MetricHistory(problem.metric, problem.metric_mode, problem.target, cfg.get("stop_at_target", False))
     loggers = build_loggers(cfg, run_dir, resume, rank)
     stop = StopSignals()

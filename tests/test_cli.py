@@ -8,6 +8,7 @@ import json
 import torch
 
 from conftest import ROOT, run_cli
+from wandb_records import history_steps
 
 QUICK = ["backend=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -31,6 +32,9 @@ def test_run_writes_results_and_offline_wandb(tmp_path):
     assert len([r for r in rows if r["train/loss"]]) == 40
     runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+    # W&B gets every 10th step's training row (logger.every_n_steps) and each validation; the CSV every step's
+    assert history_steps(runs[0], "train/loss") == [9, 19, 29, 39]
+    assert history_steps(runs[0], "val/loss") == [0, 19, 39]
 
 
 def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):

@@ -55,3 +55,18 @@ def read_run(path: Path) -> dict[str, Any]:
             for item in record.summary.update:
                 run["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return run
+
+
+def history_steps(path: Path, key: str) -> list[int]:
+    """The steps (``trainer/global_step``) of the history rows of the offline run in ``path`` that hold ``key``."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    steps = []
+    for payload in _payloads(Path(path).read_bytes()):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "history":
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            if key in row:
+                steps.append(int(row["trainer/global_step"]))
+    return steps

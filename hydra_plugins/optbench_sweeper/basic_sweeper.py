@@ -69,8 +69,8 @@ class ComposeOnceSweeper(BasicSweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.kept = KeptCompositions(hydra_context.config_loader)
-        super().setup(hydra_context=HydraContext(config_loader=self.kept, callbacks=hydra_context.callbacks),  # type: ignore[arg-type]
-                      task_function=task_function, config=config)
+        keeping = HydraContext(config_loader=self.kept, callbacks=hydra_context.callbacks)  # type: ignore[arg-type]
+        super().setup(hydra_context=keeping, task_function=task_function, config=config)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.config is not None
