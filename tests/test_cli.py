@@ -53,6 +53,9 @@ def test_bad_hyperparameter_is_one_line_and_leaves_no_run_directory(tmp_path):
                                    "bf16-true, 16-mixed, bf16-mixed, transformer-engine, transformer-engine-float16",
         "trainer.val_check_interval=0": "error: trainer.val_check_interval=0: must be an integer >= 1",
         "checkpoint.every_n_steps=0": "error: checkpoint.every_n_steps=0: must be an integer >= 1",
+        "logger.every_n_steps=0": "error: logger.every_n_steps=0: must be an integer >= 1",
+        "fuse_steps=3": "error: fuse_steps=3: must divide trainer.val_check_interval (100), so that validation and "
+                        "checkpoints fall between two groups of fused steps",
         "model=logreg model.batch_size=1000": "error: model.batch_size=1000: is larger than the training set "
                                               "(455 items): not one full batch",
         "optimizer=external optimizer._target_=torch.optim.Nope":

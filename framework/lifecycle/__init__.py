@@ -1,1 +1,2 @@
-"""How a run begins and ends: its directory, stop signals, divergence, statuses and exit codes, sweeps."""
+"""How a run begins and ends, and how its steps are grouped: its directory, stop signals, divergence, fused
+steps, statuses and exit codes, sweeps."""
