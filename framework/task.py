@@ -27,13 +27,14 @@ from framework.solver import Solver, StepContext
 class TrainingTask(pl.LightningModule):
     """Runs ``solver`` on ``problem``: each training step is the solver's, each pass is counted.
 
-    Logged per step: ``train/loss``, ``train/lr`` (the first parameter group's, as the step used it),
-    ``train/grad_norm`` (when clipping), cumulative cost counters
-    under ``cost/`` and the solver's state bytes. Validation logs ``val/<metric>`` for every metric the
-    problem reports. A non-finite training loss raises :class:`Diverged` in the step that produced it; on an
-    accelerator, between logged steps, at the next logged step, checkpoint or the end of training, naming
-    the step that produced it.
-    Checkpoints hold the solver's own state, the cost counters and the number of batches trained on.
+    With ``fused_steps`` k > 1 a Lightning training batch is a list of k batches, one step each
+    (:mod:`framework.lifecycle.fusion`). Logged per step: ``train/loss``, ``train/lr`` (the first parameter
+    group's, as the step used it), ``train/grad_norm`` (when clipping), cumulative cost counters under
+    ``cost/`` and the solver's state bytes (to loggers other than the CSV every ``dashboard_every`` steps).
+    Validation logs ``val/<metric>`` for every metric the problem reports. A non-finite training loss raises
+    :class:`Diverged` in the step that produced it; on an accelerator, between logged steps, at the next
+    logged step, checkpoint or the end of training, naming the step that produced it.
+    Checkpoints hold the solver's own state, the cost counters, the number of batches trained on and k.
     """
 
     def __init__(self, problem: Problem, solver: Solver, grad_clip: float | None = None,
