@@ -263,3 +263,28 @@ def test_a_solvers_defaults_live_in_its_yaml_only():
         parameters = list(inspect.signature(target.__init__).parameters.values())[1:]
         assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters), entry.name
         assert {p.name for p in parameters} == set(entry.config) - {"_target_", "search_space"}, entry.name
+
+
+def test_trial_killed_between_its_suggestions_gets_the_rest_when_the_sweep_runs_again(tmp_path):
+    """A SIGKILL inside Optuna's ask leaves a trial with some of its parameters in the journal (and the journal's
+    lock file): the next run suggests the rest and runs it, instead of failing on the missing one."""
+    sweep = tmp_path / "sweep"
+    args = ["run.py", "-m", *TUNE, "hydra.sweeper.sampler=random", "model=logreg", "optimizer=adamw",
+            "trainer.max_steps=20", "trainer.val_check_interval=20", f"hydra.sweep.dir={sweep}"]
+    done = run_cli(*args, "hydra.sweeper.n_trials=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep / "optuna.journal")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    (first,) = study.trials
+    name, distribution = next(iter(first.distributions.items()))
+    assert len(first.distributions) == 2 and isinstance(distribution, FloatDistribution)
+    half = study.ask()  # the journal as a kill between the first and the second suggestion leaves it
+    half.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+    done = run_cli(*args, "hydra.sweeper.n_trials=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert trials[1].params.keys() == first.params.keys() and trials[1].params[name] == half.params[name]
+    assert len(list(sweep.glob("*/summary.json"))) == 2

@@ -135,6 +135,23 @@ class Job:
     extra: list[str] = field(default_factory=list)
 
 
+def _all_suggested(study: optuna.Study, trial: FrozenTrial, space: Space) -> dict[str, Any]:
+    """The trial's parameters, with those of ``space`` it lacks suggested now: a sweep killed inside
+    ``study.ask`` leaves a trial that has some of its suggestions in the journal and not the others."""
+    missing = {name: dist for name, dist in space.searched.items() if name not in trial.params}
+    if not missing:
+        return trial.params
+    live = optuna.trial.Trial(study, trial._trial_id)
+    for name, dist in missing.items():
+        if isinstance(dist, optuna.distributions.FloatDistribution):
+            live.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            live.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        else:
+            live.suggest_categorical(name, dist.choices)  # type: ignore[attr-defined]
+    return {**trial.params, **live.params}
+
+
 def _wait_while_running(run_dir: Path) -> None:
     """Wait for a run that is still under way in another process (a cluster job that outlived a killed
     tuner): its directory's lock tells."""
@@ -302,7 +319,7 @@ class Tuning:
         launch), or None if its run already has a result, which is then told."""
         attrs = trial.user_attrs
         if "job" not in attrs:
-            return self._assign(study, trial.number, trial.params, space)
+            return self._assign(study, trial.number, _all_suggested(study, trial, space), space)
         job = Job(attrs["job"], list(attrs["overrides"]), self.sweep_dir / attrs["run_dir"],
                   self._trial_keys(study, trial._trial_id))
         _wait_while_running(job.run_dir)
