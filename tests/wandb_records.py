@@ -40,14 +40,20 @@ def _payloads(data: bytes) -> Iterator[bytes]:
             yield pending + chunk
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    """``{"group", "job_type", "tags", "summary"}`` of the offline run in ``path`` (a ``run-*.wandb`` file)."""
+def _records(path: Path) -> Iterator[Any]:
+    """The protobuf ``Record``s of the offline run in ``path`` (a ``run-*.wandb`` file), in order."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    run: dict[str, Any] = {"summary": {}}
     for payload in _payloads(Path(path).read_bytes()):
         record = pb.Record()
         record.ParseFromString(payload)
+        yield record
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """``{"group", "job_type", "tags", "summary"}`` of the offline run in ``path`` (a ``run-*.wandb`` file)."""
+    run: dict[str, Any] = {"summary": {}}
+    for record in _records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.update(group=record.run.run_group, job_type=record.run.job_type, tags=list(record.run.tags))
@@ -59,12 +65,8 @@ def read_run(path: Path) -> dict[str, Any]:
 
 def history_steps(path: Path, key: str) -> list[int]:
     """The steps (``trainer/global_step``) of the history rows of the offline run in ``path`` that hold ``key``."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
     steps = []
-    for payload in _payloads(Path(path).read_bytes()):
-        record = pb.Record()
-        record.ParseFromString(payload)
+    for record in _records(path):
         if record.WhichOneof("record_type") == "history":
             row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
             if key in row:

@@ -4,8 +4,7 @@ every search path) serving the ``optimizer``, ``model`` and ``backend`` options 
 
 Why not Hydra's ConfigStore: Hydra deep-copies its config repository, the whole ConfigStore with it, before
 every composition. With every plugin option stored twice (plain and qualified names) that copy cost ~15 ms a
-composition, and a sweep member is composed twice (the sweeper's check, the launcher). This source is read-only,
-so its copy is itself.
+composition, and every run and sweep member is composed. This source is read-only, so its copy is itself.
 """
 
 from __future__ import annotations
